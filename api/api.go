@@ -1,0 +1,184 @@
+// Package api is Crescendo's HTTP surface: health, the in-app push stream
+// partner apps hold open for their users, and (in the demo) the outbox of what
+// the provider sandboxes received.
+package api
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/crescendo-hq/crescendo/notifiers/push"
+)
+
+// Partners authenticates partner apps and resolves their users.
+type Partners interface {
+	PartnerByKey(ctx context.Context, key string) (partnerID string, ok bool, err error)
+	FanByAccount(ctx context.Context, partnerID, partnerUserID string) (uuid.UUID, bool, error)
+}
+
+// Config configures the HTTP API.
+type Config struct {
+	Partners Partners
+	Push     *push.Hub
+	// Ready reports what keeps the process from serving, by check name; nil values pass.
+	Ready func(ctx context.Context) map[string]error
+	// Outbox, when set, serves GET /dev/outbox (demo and development only).
+	Outbox func() any
+	// Heartbeat is the interval of SSE comments that keep idle streams open through proxies.
+	Heartbeat time.Duration // default 15s
+	Logger    *slog.Logger
+}
+
+// New returns the API handler.
+func New(cfg Config) (http.Handler, error) {
+	if cfg.Partners == nil || cfg.Push == nil {
+		return nil, errors.New("api: Partners and Push are required")
+	}
+	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, 15*time.Second)
+	logger := cmp.Or(cfg.Logger, slog.Default()).With(slog.String("component", "api"))
+	s := &server{cfg: cfg, logger: logger}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.HandleFunc("GET /v1/push/stream", s.pushStream)
+	if cfg.Outbox != nil {
+		mux.HandleFunc("GET /dev/outbox", func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, cfg.Outbox())
+		})
+	}
+	return mux, nil
+}
+
+type server struct {
+	cfg    Config
+	logger *slog.Logger
+}
+
+func (s *server) ready(w http.ResponseWriter, r *http.Request) {
+	checks := map[string]string{}
+	ok := true
+	if s.cfg.Ready != nil {
+		for name, err := range s.cfg.Ready(r.Context()) {
+			if err != nil {
+				checks[name] = err.Error()
+				ok = false
+			} else {
+				checks[name] = "ok"
+			}
+		}
+	}
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": ok, "checks": checks})
+}
+
+// problem is an error body in the shape of RFC 9457 problem details.
+type problem struct {
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+func writeProblem(w http.ResponseWriter, status int, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(problem{Title: http.StatusText(status), Status: status, Detail: detail})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// partner authenticates the caller as a partner app by its bearer key.
+func (s *server) partner(w http.ResponseWriter, r *http.Request) (string, bool) {
+	key, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !found || key == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="crescendo"`)
+		writeProblem(w, http.StatusUnauthorized, "a partner API key is required as a bearer token")
+		return "", false
+	}
+	id, ok, err := s.cfg.Partners.PartnerByKey(r.Context(), key)
+	if err != nil {
+		s.logger.ErrorContext(r.Context(), "authenticating partner", slog.Any("error", err))
+		writeProblem(w, http.StatusInternalServerError, "")
+		return "", false
+	}
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="crescendo", error="invalid_token"`)
+		writeProblem(w, http.StatusUnauthorized, "unknown API key")
+		return "", false
+	}
+	return id, true
+}
+
+// pushStream is the Server-Sent Events stream a partner app holds open for its
+// signed-in user: GET /v1/push/stream?user_id=<partner user id>.
+func (s *server) pushStream(w http.ResponseWriter, r *http.Request) {
+	partnerID, ok := s.partner(w, r)
+	if !ok {
+		return
+	}
+	userID := r.URL.Query().Get("user_id")
+	if userID == "" {
+		writeProblem(w, http.StatusBadRequest, "query parameter user_id is required")
+		return
+	}
+	fan, linked, err := s.cfg.Partners.FanByAccount(r.Context(), partnerID, userID)
+	if err != nil {
+		s.logger.ErrorContext(r.Context(), "resolving push stream user", slog.Any("error", err))
+		writeProblem(w, http.StatusInternalServerError, "")
+		return
+	}
+	if !linked {
+		// A partner may only open streams for its own users who linked their account.
+		writeProblem(w, http.StatusNotFound, "no linked fan for this user at this partner")
+		return
+	}
+	rc := http.NewResponseController(w)
+	msgs, cancel := s.cfg.Push.Subscribe(fan)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if _, err := fmt.Fprint(w, ": connected\n\n"); err != nil {
+		return
+	}
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	heartbeat := time.NewTicker(s.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-heartbeat.C:
+			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil {
+				return
+			}
+		case m := <-msgs:
+			if _, err := fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", m.ID, m.Event, m.Data); err != nil {
+				return
+			}
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}

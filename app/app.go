@@ -1,0 +1,338 @@
+// Package app wires Crescendo's parts into one running process: the embedded
+// broker when no Kafka is configured, the store, the consumer group member, the
+// delivery workers, the scheduler and the HTTP API. `serve` and `demo` both
+// run an App; main only parses arguments.
+package app
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/crescendo-hq/crescendo/api"
+	"github.com/crescendo-hq/crescendo/broker"
+	"github.com/crescendo-hq/crescendo/config"
+	"github.com/crescendo-hq/crescendo/consumers"
+	"github.com/crescendo-hq/crescendo/events"
+	"github.com/crescendo-hq/crescendo/notifiers"
+	"github.com/crescendo-hq/crescendo/notifiers/email"
+	"github.com/crescendo-hq/crescendo/notifiers/push"
+	"github.com/crescendo-hq/crescendo/notifiers/sms"
+	"github.com/crescendo-hq/crescendo/offers"
+	"github.com/crescendo-hq/crescendo/pipeline"
+	"github.com/crescendo-hq/crescendo/schedules"
+	"github.com/crescendo-hq/crescendo/store"
+)
+
+// Options are what a caller adds to the settings.
+type Options struct {
+	Logger *slog.Logger
+	// Outbox, when set, is served at GET /dev/outbox.
+	Outbox func() any
+	// BeforeConsume runs after the store is ready and before the consumer
+	// starts (the demo seeds its data here).
+	BeforeConsume func(ctx context.Context, s *store.Store) error
+	// Group membership timing overrides, for tests that rebalance often.
+	SessionTimeout, RebalanceTimeout, HeartbeatInterval time.Duration
+}
+
+// App is a running Crescendo process.
+type App struct {
+	settings config.Settings
+	logger   *slog.Logger
+
+	Broker     *broker.Broker // nil when KAFKA_BROKERS is set
+	Brokers    []string
+	Store      *store.Store
+	Directory  *store.Directory
+	Rules      *store.RuleSet
+	Consumer   *consumers.Consumer
+	Dispatcher *notifiers.Dispatcher
+	Scheduler  *schedules.Scheduler
+	Push       *push.Hub
+	Signer     *offers.Signer
+	HTTPAddr   string
+
+	httpServer   *http.Server
+	httpCancel   context.CancelFunc
+	consumeStop  context.CancelFunc
+	refreshStop  context.CancelFunc
+	wg           sync.WaitGroup
+	consumerDone chan error
+}
+
+// Start starts every part. On error, whatever started is stopped again.
+func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err error) {
+	logger := cmp.Or(opts.Logger, slog.Default())
+	a = &App{settings: s, logger: logger, Push: push.NewHub(), consumerDone: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			a.Shutdown(context.WithoutCancel(ctx))
+		}
+	}()
+
+	if len(s.SigningKeys) == 0 {
+		return nil, errors.New("OFFER_SIGNING_KEYS: at least one key is required to sign offer links")
+	}
+	if a.Signer, err = offers.NewSigner(s.SigningKeyID, s.SigningKeys); err != nil {
+		return nil, fmt.Errorf("OFFER_SIGNING_KEYS: %w", err)
+	}
+
+	topics := []broker.TopicSpec{{Name: s.Topic, Partitions: int32(s.Partitions)}, {Name: s.DLQTopic, Partitions: 1}}
+	if len(s.KafkaBrokers) == 0 {
+		a.Broker, err = broker.Start(ctx, broker.Config{
+			Addr:    s.EmbeddedAddr,
+			DataDir: filepath.Join(s.DataDir, "kafka"),
+			Topics:  topics,
+			Logger:  logger.With(slog.String("component", "broker")),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("starting embedded broker: %w", err)
+		}
+		a.Brokers = a.Broker.Addrs()
+		logger.InfoContext(ctx, "embedded Kafka-protocol broker started", slog.Any("addrs", a.Brokers))
+	} else {
+		a.Brokers = s.KafkaBrokers
+		if err := ensureTopics(ctx, a.Brokers, topics); err != nil {
+			return nil, err
+		}
+	}
+
+	if a.Store, err = store.Open(ctx, store.Config{URL: s.DatabaseURL, CreateDatabase: s.CreateDatabase, Logger: logger}); err != nil {
+		return nil, fmt.Errorf("opening store: %w", err)
+	}
+	if opts.BeforeConsume != nil {
+		if err := opts.BeforeConsume(ctx, a.Store); err != nil {
+			return nil, err
+		}
+	}
+	if a.Directory, err = a.Store.NewDirectory(ctx); err != nil {
+		return nil, err
+	}
+	if a.Rules, err = a.Store.NewRuleSet(ctx); err != nil {
+		return nil, err
+	}
+
+	dcfg := notifiers.Config{
+		Pool: a.Store.Pool(), Store: a.Store, Push: a.Push, Signer: a.Signer,
+		LinkBase: s.LinkBase, Workers: s.DeliveryWorkers, Logger: logger,
+	}
+	if s.TwilioSID != "" {
+		if dcfg.SMS, err = sms.New(sms.Config{AccountSID: s.TwilioSID, AuthToken: s.TwilioToken, From: s.TwilioFrom, BaseURL: s.TwilioBaseURL}); err != nil {
+			return nil, fmt.Errorf("configuring Twilio: %w", err)
+		}
+	}
+	if s.SendGridKey != "" {
+		if dcfg.Email, err = email.New(email.Config{APIKey: s.SendGridKey, FromEmail: s.SendGridFrom, FromName: "Crescendo", BaseURL: s.SendGridBaseURL}); err != nil {
+			return nil, fmt.Errorf("configuring SendGrid: %w", err)
+		}
+	}
+	if a.Dispatcher, err = notifiers.New(dcfg); err != nil {
+		return nil, err
+	}
+	if err := a.Dispatcher.Start(ctx); err != nil {
+		return nil, err
+	}
+
+	decoder, err := events.NewDecoder(events.DecoderConfig{})
+	if err != nil {
+		return nil, err
+	}
+	a.Consumer, err = consumers.New(consumers.Config{
+		Brokers: a.Brokers, Topic: s.Topic, DLQTopic: s.DLQTopic, GroupID: s.GroupID,
+		Decoder: decoder, Directory: a.Directory, Rules: a.Rules,
+		Checkpointer: checkpointer{store: a.Store, enqueue: a.Dispatcher.EnqueueTx},
+		BatchLinger:  s.BatchLinger, SessionGap: s.SessionGap,
+		SessionTimeout: opts.SessionTimeout, RebalanceTimeout: opts.RebalanceTimeout, HeartbeatInterval: opts.HeartbeatInterval,
+		Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	a.Scheduler, err = schedules.New(schedules.Config{
+		Runner: a.Store,
+		IsBusy: func(err error) bool { return errors.Is(err, store.ErrJobBusy) },
+		Logger: logger,
+		Jobs: []schedules.Job{{
+			Name: "offer-expiry", Spec: s.ExpirySchedule,
+			Run: func(ctx context.Context) (int64, error) { return a.Store.ExpireOffers(ctx, time.Now()) },
+		}},
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	handler, err := api.New(api.Config{
+		Partners: a.Store, Push: a.Push, Outbox: opts.Outbox, Logger: logger,
+		Ready: a.ready,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", s.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", s.HTTPAddr, err)
+	}
+	a.HTTPAddr = ln.Addr().String()
+	// Push streams never end by themselves: shutdown cancels their requests through this context.
+	httpCtx, httpCancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.httpCancel = httpCancel
+	a.httpServer = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return httpCtx },
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("serving HTTP", slog.Any("error", err))
+		}
+	}()
+
+	refreshCtx, refreshStop := context.WithCancel(context.WithoutCancel(ctx))
+	a.refreshStop = refreshStop
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.refreshLoop(refreshCtx, s.RefreshInterval)
+	}()
+
+	consumeCtx, consumeStop := context.WithCancel(context.WithoutCancel(ctx))
+	a.consumeStop = consumeStop
+	go func() { a.consumerDone <- a.Consumer.Run(consumeCtx) }()
+	a.Scheduler.Start()
+	logger.InfoContext(ctx, "crescendo started", slog.String("http", a.HTTPAddr), slog.String("topic", s.Topic), slog.String("group", s.GroupID))
+	return a, nil
+}
+
+// Refresh reloads partners, linked accounts and rules into memory now.
+func (a *App) Refresh(ctx context.Context) error {
+	return errors.Join(a.Directory.Refresh(ctx), a.Rules.Refresh(ctx))
+}
+
+func (a *App) refreshLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.Refresh(ctx); err != nil && ctx.Err() == nil {
+				a.logger.WarnContext(ctx, "refreshing directory and rules", slog.Any("error", err))
+			}
+		}
+	}
+}
+
+func (a *App) ready(ctx context.Context) map[string]error {
+	checks := map[string]error{"database": a.Store.Ping(ctx)}
+	if ok, err := a.Store.MigrationsCurrent(ctx); err != nil {
+		checks["migrations"] = err
+	} else if !ok {
+		checks["migrations"] = errors.New("migrations pending")
+	} else {
+		checks["migrations"] = nil
+	}
+	conn, err := (&kafka.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", a.Brokers[0])
+	if err == nil {
+		_ = conn.Close()
+	}
+	checks["broker"] = err
+	if len(a.Consumer.Assigned()) == 0 {
+		checks["partitions"] = errors.New("no partitions assigned")
+	} else {
+		checks["partitions"] = nil
+	}
+	return checks
+}
+
+// Shutdown stops in the order that loses nothing: stop reading and checkpoint,
+// stop scheduling, drain deliveries, close streams, then the store and broker.
+func (a *App) Shutdown(ctx context.Context) {
+	timeout := cmp.Or(a.settings.ShutdownTimeout, 20*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if a.consumeStop != nil {
+		a.consumeStop()
+		select {
+		case err := <-a.consumerDone:
+			if err != nil {
+				a.logger.Error("consumer stopped", slog.Any("error", err))
+			}
+		case <-ctx.Done():
+			a.logger.Error("consumer did not stop in time")
+		}
+	}
+	if a.Scheduler != nil {
+		if err := a.Scheduler.Stop(ctx); err != nil {
+			a.logger.Warn("stopping scheduler", slog.Any("error", err))
+		}
+	}
+	if a.Dispatcher != nil {
+		if err := a.Dispatcher.Stop(ctx); err != nil {
+			a.logger.Warn("stopping delivery workers", slog.Any("error", err))
+		}
+	}
+	if a.refreshStop != nil {
+		a.refreshStop()
+	}
+	if a.httpServer != nil {
+		a.httpCancel()
+		if err := a.httpServer.Shutdown(ctx); err != nil {
+			a.logger.Warn("shutting down HTTP", slog.Any("error", err))
+		}
+	}
+	a.wg.Wait()
+	if a.Store != nil {
+		a.Store.Close()
+	}
+	if a.Broker != nil {
+		a.Broker.Close()
+	}
+}
+
+// checkpointer adds delivery queueing to the store's checkpoint.
+type checkpointer struct {
+	store   *store.Store
+	enqueue store.EnqueueFunc
+}
+
+func (c checkpointer) LoadPartition(ctx context.Context, p store.PartitionID) (pipeline.State, int64, error) {
+	return c.store.LoadPartition(ctx, p)
+}
+
+func (c checkpointer) Commit(ctx context.Context, cp store.Checkpoint) ([]uuid.UUID, error) {
+	return c.store.Commit(ctx, cp, c.enqueue)
+}
+
+// ensureTopics creates the topics on a real cluster when they are missing.
+func ensureTopics(ctx context.Context, brokers []string, topics []broker.TopicSpec) error {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	req := &kafka.CreateTopicsRequest{}
+	for _, t := range topics {
+		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t.Name, NumPartitions: int(t.Partitions), ReplicationFactor: -1})
+	}
+	resp, err := client.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("creating topics: %w", err)
+	}
+	for name, terr := range resp.Errors {
+		if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
+			return fmt.Errorf("creating topic %s: %w", name, terr)
+		}
+	}
+	return nil
+}

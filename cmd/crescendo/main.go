@@ -1,0 +1,132 @@
+// Command crescendo turns fans' live listening into time-limited ticket offers.
+//
+//	crescendo serve   run in production mode (settings from the environment)
+//	crescendo demo    run everything on one machine with an embedded broker and provider sandboxes
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/crescendo-hq/crescendo/app"
+	"github.com/crescendo-hq/crescendo/config"
+	"github.com/crescendo-hq/crescendo/demo"
+)
+
+const usage = `usage: crescendo <command> [flags]
+
+commands:
+  serve   consume activity, issue and deliver offers (settings from the environment; see README)
+  demo    run end to end on this machine: embedded broker, provider sandboxes, simulated partner app
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crescendo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], getenv, stderr)
+	case "demo":
+		return runDemo(ctx, args[1:], getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	s, err := config.FromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, s.LogLevel, s.LogFormat)
+	if err != nil {
+		return err
+	}
+	a, err := app.Start(ctx, s, app.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	logger.Info("shutting down")
+	a.Shutdown(context.WithoutCancel(ctx))
+	logger.Info("stopped")
+	return nil
+}
+
+func runDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	s, err := config.FromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	duration := fs.Duration("duration", 0, "stop by itself after this long and print a summary (0: run until Ctrl-C)")
+	rate := fs.Int("rate", 200, "events per second the simulated partner app publishes")
+	fans := fs.Int("fans", 120, "fans to register")
+	fs.StringVar(&s.DataDir, "data-dir", s.DataDir, "where the embedded broker keeps its data (CRESCENDO_DATA_DIR)")
+	fs.StringVar(&s.HTTPAddr, "http-addr", s.HTTPAddr, "HTTP listen address (HTTP_ADDR)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if getenv("OFFER_LINK_BASE") == "" {
+		s.LinkBase = "http://" + s.HTTPAddr + "/o/"
+	}
+	// The demo's own output is the progress on stdout; logs stay quiet unless asked for.
+	level := s.LogLevel
+	if getenv("LOG_LEVEL") == "" {
+		level = "warn"
+	}
+	format := s.LogFormat
+	if getenv("LOG_FORMAT") == "" {
+		format = "text"
+	}
+	logger, err := newLogger(stderr, level, format)
+	if err != nil {
+		return err
+	}
+	_, err = demo.Run(ctx, demo.Config{Settings: s, Duration: *duration, Rate: *rate, Fans: *fans, Out: stdout, Logger: logger})
+	return err
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("LOG_FORMAT: want json or text, got %q", format)
+}

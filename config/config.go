@@ -1,0 +1,192 @@
+// Package config reads Crescendo's settings from the environment. Every setting
+// has one environment variable; the README's table lists them all and a test
+// keeps the two in step.
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Settings are the process's settings.
+type Settings struct {
+	KafkaBrokers    []string          // KAFKA_BROKERS; empty starts the embedded broker
+	EmbeddedAddr    string            // CRESCENDO_KAFKA_ADDR
+	DataDir         string            // CRESCENDO_DATA_DIR: the embedded broker's data and the demo's files
+	Topic           string            // KAFKA_TOPIC
+	DLQTopic        string            // KAFKA_DLQ_TOPIC
+	GroupID         string            // KAFKA_GROUP_ID
+	Partitions      int               // KAFKA_PARTITIONS: used when Crescendo creates its topics
+	DatabaseURL     string            // DATABASE_URL
+	CreateDatabase  bool              // DATABASE_CREATE
+	HTTPAddr        string            // HTTP_ADDR
+	TwilioSID       string            // TWILIO_ACCOUNT_SID
+	TwilioToken     string            // TWILIO_AUTH_TOKEN
+	TwilioFrom      string            // TWILIO_FROM
+	TwilioBaseURL   string            // TWILIO_BASE_URL
+	SendGridKey     string            // SENDGRID_API_KEY
+	SendGridFrom    string            // SENDGRID_FROM
+	SendGridBaseURL string            // SENDGRID_BASE_URL
+	SigningKeyID    string            // OFFER_SIGNING_KEY_ID
+	SigningKeys     map[string][]byte // OFFER_SIGNING_KEYS: "id:base64key,id2:base64key"
+	LinkBase        string            // OFFER_LINK_BASE
+	DeliveryWorkers int               // DELIVERY_WORKERS
+	SessionGap      time.Duration     // SESSION_GAP
+	BatchLinger     time.Duration     // CHECKPOINT_LINGER
+	ExpirySchedule  string            // OFFER_EXPIRY_SCHEDULE
+	RefreshInterval time.Duration     // DIRECTORY_REFRESH
+	ShutdownTimeout time.Duration     // SHUTDOWN_TIMEOUT
+	LogLevel        string            // LOG_LEVEL
+	LogFormat       string            // LOG_FORMAT
+}
+
+// Var documents one environment variable.
+type Var struct {
+	Name, Default, Doc string
+}
+
+// Vars lists every setting with its default, in README order.
+var Vars = []Var{
+	{"KAFKA_BROKERS", "", "Comma-separated Kafka bootstrap brokers. Empty: start the embedded Kafka-protocol broker."},
+	{"CRESCENDO_KAFKA_ADDR", "127.0.0.1:9092", "Listen address of the embedded broker."},
+	{"CRESCENDO_DATA_DIR", "./crescendo-data", "Where the embedded broker keeps its log, and the demo its generated keys."},
+	{"KAFKA_TOPIC", "fan-activity", "Topic of partner activity events."},
+	{"KAFKA_DLQ_TOPIC", "fan-activity.dlq", "Dead-letter topic for events that cannot be used."},
+	{"KAFKA_GROUP_ID", "crescendo", "Consumer group of the Crescendo processes."},
+	{"KAFKA_PARTITIONS", "12", "Partitions of the activity topic when Crescendo creates it."},
+	{"DATABASE_URL", "postgres://postgres@127.0.0.1:5432/crescendo?sslmode=disable", "Postgres connection string."},
+	{"DATABASE_CREATE", "false (demo: true)", "Create the database if it does not exist."},
+	{"HTTP_ADDR", "127.0.0.1:8080", "HTTP listen address (API, push streams, health)."},
+	{"TWILIO_ACCOUNT_SID", "", "Twilio account SID. Empty: no SMS channel."},
+	{"TWILIO_AUTH_TOKEN", "", "Twilio auth token."},
+	{"TWILIO_FROM", "", "Sender: an E.164 number or a Messaging Service SID (MG…)."},
+	{"TWILIO_BASE_URL", "https://api.twilio.com", "Twilio API base URL (the demo points it at its sandbox)."},
+	{"SENDGRID_API_KEY", "", "SendGrid API key. Empty: no email channel."},
+	{"SENDGRID_FROM", "", "Sender email address."},
+	{"SENDGRID_BASE_URL", "https://api.sendgrid.com", "SendGrid API base URL (the demo points it at its sandbox)."},
+	{"OFFER_SIGNING_KEYS", "", "Offer token keys, `id:base64key` comma-separated, each at least 32 bytes; old keys keep verifying after rotation."},
+	{"OFFER_SIGNING_KEY_ID", "", "Which key signs new tokens; defaults to the only key."},
+	{"OFFER_LINK_BASE", "http://HTTP_ADDR/o/", "Prefix of offer links; the token follows it."},
+	{"DELIVERY_WORKERS", "32", "Deliveries in flight per process."},
+	{"SESSION_GAP", "30m", "Listening session gap (F8)."},
+	{"CHECKPOINT_LINGER", "20ms", "How long a partition batch waits for more events before it checkpoints."},
+	{"OFFER_EXPIRY_SCHEDULE", "@every 1m", "Cron expression of the offer expiry job."},
+	{"DIRECTORY_REFRESH", "5s", "How often partners, linked accounts and rules are reloaded into memory."},
+	{"SHUTDOWN_TIMEOUT", "20s", "How long shutdown waits for in-flight work."},
+	{"LOG_LEVEL", "info", "debug, info, warn or error."},
+	{"LOG_FORMAT", "json", "json or text."},
+}
+
+// FromEnv reads settings from the environment through getenv (os.Getenv in production).
+func FromEnv(getenv func(string) string) (Settings, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	get := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	var errs []error
+	dur := func(name, def string) time.Duration {
+		d, err := time.ParseDuration(get(name, def))
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: want a positive duration such as %s", name, def))
+		}
+		return d
+	}
+	num := func(name, def string) int {
+		n, err := strconv.Atoi(get(name, def))
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("%s: want a positive whole number", name))
+		}
+		return n
+	}
+	s := Settings{
+		EmbeddedAddr:    get("CRESCENDO_KAFKA_ADDR", "127.0.0.1:9092"),
+		DataDir:         get("CRESCENDO_DATA_DIR", "./crescendo-data"),
+		Topic:           get("KAFKA_TOPIC", "fan-activity"),
+		GroupID:         get("KAFKA_GROUP_ID", "crescendo"),
+		Partitions:      num("KAFKA_PARTITIONS", "12"),
+		DatabaseURL:     get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/crescendo?sslmode=disable"),
+		HTTPAddr:        get("HTTP_ADDR", "127.0.0.1:8080"),
+		TwilioSID:       get("TWILIO_ACCOUNT_SID", ""),
+		TwilioToken:     get("TWILIO_AUTH_TOKEN", ""),
+		TwilioFrom:      get("TWILIO_FROM", ""),
+		TwilioBaseURL:   get("TWILIO_BASE_URL", ""),
+		SendGridKey:     get("SENDGRID_API_KEY", ""),
+		SendGridFrom:    get("SENDGRID_FROM", ""),
+		SendGridBaseURL: get("SENDGRID_BASE_URL", ""),
+		SigningKeyID:    get("OFFER_SIGNING_KEY_ID", ""),
+		LinkBase:        get("OFFER_LINK_BASE", ""),
+		DeliveryWorkers: num("DELIVERY_WORKERS", "32"),
+		SessionGap:      dur("SESSION_GAP", "30m"),
+		BatchLinger:     dur("CHECKPOINT_LINGER", "20ms"),
+		ExpirySchedule:  get("OFFER_EXPIRY_SCHEDULE", "@every 1m"),
+		RefreshInterval: dur("DIRECTORY_REFRESH", "5s"),
+		ShutdownTimeout: dur("SHUTDOWN_TIMEOUT", "20s"),
+		LogLevel:        get("LOG_LEVEL", "info"),
+		LogFormat:       get("LOG_FORMAT", "json"),
+	}
+	s.DLQTopic = get("KAFKA_DLQ_TOPIC", s.Topic+".dlq")
+	if b := get("KAFKA_BROKERS", ""); b != "" {
+		for _, h := range strings.Split(b, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				s.KafkaBrokers = append(s.KafkaBrokers, h)
+			}
+		}
+	}
+	switch v := strings.ToLower(get("DATABASE_CREATE", "false")); v {
+	case "true", "1", "yes":
+		s.CreateDatabase = true
+	case "false", "0", "no":
+	default:
+		errs = append(errs, fmt.Errorf("DATABASE_CREATE: want true or false, got %q", v))
+	}
+	if s.LinkBase == "" {
+		s.LinkBase = "http://" + s.HTTPAddr + "/o/"
+	}
+	keys, err := ParseKeys(get("OFFER_SIGNING_KEYS", ""))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	s.SigningKeys = keys
+	if s.SigningKeyID == "" && len(keys) == 1 {
+		for id := range keys {
+			s.SigningKeyID = id
+		}
+	}
+	if s.TwilioSID != "" && (s.TwilioToken == "" || s.TwilioFrom == "") {
+		errs = append(errs, errors.New("TWILIO_AUTH_TOKEN and TWILIO_FROM are required with TWILIO_ACCOUNT_SID"))
+	}
+	if s.SendGridKey != "" && s.SendGridFrom == "" {
+		errs = append(errs, errors.New("SENDGRID_FROM is required with SENDGRID_API_KEY"))
+	}
+	return s, errors.Join(errs...)
+}
+
+// ParseKeys parses "id:base64key,id2:base64key".
+func ParseKeys(v string) (map[string][]byte, error) {
+	keys := map[string][]byte{}
+	if v == "" {
+		return keys, nil
+	}
+	for _, part := range strings.Split(v, ",") {
+		id, enc, ok := strings.Cut(strings.TrimSpace(part), ":")
+		if !ok || id == "" {
+			return nil, errors.New("OFFER_SIGNING_KEYS: want id:base64key pairs separated by commas")
+		}
+		key, err := base64.StdEncoding.DecodeString(enc)
+		if err != nil {
+			return nil, fmt.Errorf("OFFER_SIGNING_KEYS: key %q is not base64", id)
+		}
+		keys[id] = key
+	}
+	return keys, nil
+}

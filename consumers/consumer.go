@@ -1,0 +1,447 @@
+// Package consumers reads the activity topic with a kafka-go consumer group and
+// runs each assigned partition through the pipeline, checkpointing state, new
+// offers and the next offset in one Postgres transaction per batch.
+//
+// Offsets live in Postgres, not in Kafka's group coordinator: a partition's new
+// owner resumes exactly where the last durable checkpoint left it, and a stale
+// owner (a zombie after a rebalance) is fenced because its checkpoint expects an
+// offset that has moved. Offsets are also committed to Kafka after each
+// checkpoint, only so that lag tools see progress.
+package consumers
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/crescendo-hq/crescendo/events"
+	"github.com/crescendo-hq/crescendo/pipeline"
+	"github.com/crescendo-hq/crescendo/store"
+)
+
+// Checkpointer loads and durably checkpoints partition state.
+type Checkpointer interface {
+	LoadPartition(ctx context.Context, p store.PartitionID) (pipeline.State, int64, error)
+	Commit(ctx context.Context, c store.Checkpoint) ([]uuid.UUID, error)
+}
+
+// Config configures a Consumer.
+type Config struct {
+	Brokers  []string
+	Topic    string // default "fan-activity"
+	DLQTopic string // default Topic + ".dlq"
+	GroupID  string // default "crescendo"
+
+	Decoder      *events.Decoder
+	Directory    pipeline.Directory
+	Rules        pipeline.RuleSet
+	Checkpointer Checkpointer
+
+	// BatchSize bounds the events per checkpoint; default 5000.
+	BatchSize int
+	// BatchLinger is how long a batch waits for more events once it has one;
+	// it bounds how late an offer becomes durable. Default 20ms.
+	BatchLinger time.Duration
+	SessionGap  time.Duration
+
+	// Group membership timing; kafka-go's defaults when zero.
+	SessionTimeout    time.Duration
+	RebalanceTimeout  time.Duration
+	HeartbeatInterval time.Duration
+	JoinGroupBackoff  time.Duration
+
+	// CheckpointTimeout bounds the final checkpoint when a partition is given up.
+	CheckpointTimeout time.Duration // default 15s
+	// RetryBackoff is the first wait after a failed load or checkpoint; it doubles up to 5s.
+	RetryBackoff time.Duration // default 100ms
+
+	Logger *slog.Logger
+	Clock  func() time.Time
+}
+
+// Stats are running totals since the consumer started.
+type Stats struct {
+	Read         int64 // records read
+	Applied      int64 // events applied to the index
+	Dropped      int64 // events for unlinked or unconsented accounts
+	DeadLettered int64
+	OffersIssued int64 // offers newly inserted by checkpoints
+	Checkpoints  int64
+	Fenced       int64
+}
+
+// Consumer is a member of the consumer group.
+type Consumer struct {
+	cfg    Config
+	logger *slog.Logger
+	dlq    *kafka.Writer
+
+	read, applied, dropped, dead, offersIssued, checkpoints, fenced atomic.Int64
+
+	mu       sync.Mutex
+	assigned map[int]struct{}
+	byReason map[events.Reason]int64
+}
+
+// New validates cfg and returns a consumer; Run starts it.
+func New(cfg Config) (*Consumer, error) {
+	var errs []error
+	if len(cfg.Brokers) == 0 {
+		errs = append(errs, errors.New("Brokers: at least one broker is required"))
+	}
+	if cfg.Decoder == nil {
+		errs = append(errs, errors.New("Decoder: required"))
+	}
+	if cfg.Directory == nil {
+		errs = append(errs, errors.New("Directory: required"))
+	}
+	if cfg.Rules == nil {
+		errs = append(errs, errors.New("Rules: required"))
+	}
+	if cfg.Checkpointer == nil {
+		errs = append(errs, errors.New("Checkpointer: required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("consumers: %w", err)
+	}
+	cfg.Topic = cmp.Or(cfg.Topic, "fan-activity")
+	cfg.DLQTopic = cmp.Or(cfg.DLQTopic, cfg.Topic+".dlq")
+	cfg.GroupID = cmp.Or(cfg.GroupID, "crescendo")
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, 5000)
+	cfg.BatchLinger = cmp.Or(cfg.BatchLinger, 20*time.Millisecond)
+	cfg.CheckpointTimeout = cmp.Or(cfg.CheckpointTimeout, 15*time.Second)
+	cfg.RetryBackoff = cmp.Or(cfg.RetryBackoff, 100*time.Millisecond)
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	logger := cmp.Or(cfg.Logger, slog.Default()).With(slog.String("component", "consumer"))
+	return &Consumer{
+		cfg:    cfg,
+		logger: logger,
+		dlq: &kafka.Writer{
+			Addr:         kafka.TCP(cfg.Brokers...),
+			Topic:        cfg.DLQTopic,
+			Balancer:     &kafka.Hash{},
+			RequiredAcks: kafka.RequireAll,
+			// Dead letters are rare and written synchronously before a checkpoint:
+			// kafka-go's default 1s batch timeout would stall the partition.
+			BatchTimeout: 2 * time.Millisecond,
+		},
+		assigned: make(map[int]struct{}),
+		byReason: make(map[events.Reason]int64),
+	}, nil
+}
+
+// Stats returns running totals.
+func (c *Consumer) Stats() Stats {
+	return Stats{
+		Read: c.read.Load(), Applied: c.applied.Load(), Dropped: c.dropped.Load(),
+		DeadLettered: c.dead.Load(), OffersIssued: c.offersIssued.Load(),
+		Checkpoints: c.checkpoints.Load(), Fenced: c.fenced.Load(),
+	}
+}
+
+// DeadLetteredByReason returns dead-letter counts by reason.
+func (c *Consumer) DeadLetteredByReason() map[events.Reason]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[events.Reason]int64, len(c.byReason))
+	for k, v := range c.byReason {
+		out[k] = v
+	}
+	return out
+}
+
+// Assigned returns the partitions this member owns now.
+func (c *Consumer) Assigned() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]int, 0, len(c.assigned))
+	for p := range c.assigned {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Run joins the group and consumes until ctx is done. On return every owned
+// partition has checkpointed what it read and the member has left the group.
+func (c *Consumer) Run(ctx context.Context) error {
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                    c.cfg.GroupID,
+		Brokers:               c.cfg.Brokers,
+		Topics:                []string{c.cfg.Topic},
+		SessionTimeout:        c.cfg.SessionTimeout,
+		RebalanceTimeout:      c.cfg.RebalanceTimeout,
+		HeartbeatInterval:     c.cfg.HeartbeatInterval,
+		JoinGroupBackoff:      c.cfg.JoinGroupBackoff,
+		WatchPartitionChanges: true,
+		StartOffset:           kafka.FirstOffset,
+	})
+	if err != nil {
+		return fmt.Errorf("joining consumer group: %w", err)
+	}
+	defer func() { _ = c.dlq.Close() }()
+	// Close ends the current generation, waits for its partition workers (which
+	// checkpoint on the way out) and leaves the group.
+	defer func() { _ = group.Close() }()
+
+	backoff := c.cfg.RetryBackoff
+	for {
+		gen, err := group.Next(ctx)
+		switch {
+		case ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed):
+			return nil
+		case err != nil:
+			c.logger.WarnContext(ctx, "joining generation", slog.Any("error", err))
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = c.cfg.RetryBackoff
+		assignments := gen.Assignments[c.cfg.Topic]
+		c.logger.InfoContext(ctx, "generation started", slog.Int("generation", int(gen.ID)), slog.Int("partitions", len(assignments)))
+		for _, a := range assignments {
+			gen.Start(func(gctx context.Context) { c.runPartition(gctx, gen, a.ID) })
+		}
+	}
+}
+
+func (c *Consumer) setAssigned(p int, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if on {
+		c.assigned[p] = struct{}{}
+	} else {
+		delete(c.assigned, p)
+	}
+}
+
+// runPartition owns one partition for the life of a generation, reloading from
+// durable state whenever its in-memory state may be stale.
+func (c *Consumer) runPartition(ctx context.Context, gen *kafka.Generation, partition int) {
+	c.setAssigned(partition, true)
+	defer c.setAssigned(partition, false)
+	pid := store.PartitionID{Group: c.cfg.GroupID, Topic: c.cfg.Topic, Partition: partition}
+	log := c.logger.With(slog.Int("partition", partition))
+	backoff := c.cfg.RetryBackoff
+	for ctx.Err() == nil {
+		err := c.consume(ctx, gen, pid, log)
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, store.ErrFenced):
+			c.fenced.Add(1)
+			log.WarnContext(ctx, "partition fenced by another owner; reloading")
+			continue
+		default:
+			log.ErrorContext(ctx, "consuming partition; reloading", slog.Any("error", err))
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}
+}
+
+// consume loads the partition and processes batches until ctx is done (nil)
+// or something forces a reload (error).
+func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store.PartitionID, log *slog.Logger) error {
+	state, from, err := c.cfg.Checkpointer.LoadPartition(ctx, pid)
+	if err != nil {
+		return fmt.Errorf("loading partition: %w", err)
+	}
+	part, err := pipeline.New(pipeline.Config{
+		Directory:  c.cfg.Directory,
+		Rules:      c.cfg.Rules,
+		SessionGap: c.cfg.SessionGap,
+		Clock:      c.cfg.Clock,
+	})
+	if err != nil {
+		return err
+	}
+	part.Load(state)
+
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:   c.cfg.Brokers,
+		Topic:     pid.Topic,
+		Partition: pid.Partition,
+		MinBytes:  1,
+		MaxBytes:  16 << 20,
+		// A fetch returns as soon as data exists; MaxWait only bounds an idle poll.
+		MaxWait:       250 * time.Millisecond,
+		QueueCapacity: 4096,
+	})
+	defer func() { _ = r.Close() }()
+	start := from
+	if start == store.OffsetStart {
+		start = kafka.FirstOffset
+	}
+	if err := r.SetOffset(start); err != nil {
+		return fmt.Errorf("positioning reader at %d: %w", start, err)
+	}
+	log.InfoContext(ctx, "partition loaded", slog.Int64("offset", from), slog.Int("pairs", len(state.Listening)))
+
+	batch := make([]kafka.Message, 0, c.cfg.BatchSize)
+	for {
+		batch = c.fetch(ctx, r, batch[:0])
+		if len(batch) == 0 {
+			return nil // ctx done with nothing read
+		}
+		dead := c.apply(ctx, part, pid, batch)
+		to := batch[len(batch)-1].Offset + 1
+		// The work for these records is done in memory; make it durable even if
+		// the partition is being taken away, so the next owner does not redo it.
+		cctx := ctx
+		if ctx.Err() != nil {
+			var cancel context.CancelFunc
+			cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), c.cfg.CheckpointTimeout)
+			defer cancel()
+		}
+		if err := c.checkpoint(cctx, part, pid, from, to, dead, log); err != nil {
+			return err
+		}
+		from = to
+		_ = gen.CommitOffsets(map[string]map[int]int64{pid.Topic: {pid.Partition: to}})
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// fetch waits for one record, then gathers more until the batch is full or
+// BatchLinger passes.
+func (c *Consumer) fetch(ctx context.Context, r *kafka.Reader, batch []kafka.Message) []kafka.Message {
+	m, err := r.FetchMessage(ctx)
+	if err != nil {
+		return batch
+	}
+	batch = append(batch, m)
+	lctx, cancel := context.WithTimeout(ctx, c.cfg.BatchLinger)
+	defer cancel()
+	for len(batch) < c.cfg.BatchSize {
+		m, err := r.FetchMessage(lctx)
+		if err != nil {
+			break
+		}
+		batch = append(batch, m)
+	}
+	return batch
+}
+
+// apply runs a batch through the pipeline and returns the records to dead-letter.
+func (c *Consumer) apply(ctx context.Context, part *pipeline.Partition, pid store.PartitionID, batch []kafka.Message) []kafka.Message {
+	var dead []kafka.Message
+	headers := make([]events.Header, 0, 8)
+	for _, m := range batch {
+		c.read.Add(1)
+		headers = headers[:0]
+		for _, h := range m.Headers {
+			headers = append(headers, events.Header{Key: h.Key, Value: h.Value})
+		}
+		ev, err := c.cfg.Decoder.Decode(m.Value, headers)
+		if err == nil {
+			var res pipeline.Result
+			res, err = part.Apply(ev)
+			if err == nil {
+				if res.Dropped {
+					c.dropped.Add(1)
+				} else {
+					c.applied.Add(1)
+				}
+				continue
+			}
+		}
+		var rej *events.Rejection
+		if !errors.As(err, &rej) {
+			rej = &events.Rejection{Reason: "internal", Detail: err.Error()}
+		}
+		c.mu.Lock()
+		c.byReason[rej.Reason]++
+		c.mu.Unlock()
+		c.logger.DebugContext(ctx, "dead-lettering event", slog.Int("partition", pid.Partition),
+			slog.Int64("offset", m.Offset), slog.String("reason", string(rej.Reason)))
+		dead = append(dead, deadLetter(m, rej))
+	}
+	return dead
+}
+
+// deadLetter copies a record for the DLQ with the reason and its origin in headers.
+func deadLetter(m kafka.Message, rej *events.Rejection) kafka.Message {
+	h := slices.Clone(m.Headers)
+	h = append(h,
+		kafka.Header{Key: "dlq_reason", Value: []byte(rej.Reason)},
+		kafka.Header{Key: "dlq_detail", Value: []byte(rej.Detail)},
+		kafka.Header{Key: "dlq_topic", Value: []byte(m.Topic)},
+		kafka.Header{Key: "dlq_partition", Value: []byte(strconv.Itoa(m.Partition))},
+		kafka.Header{Key: "dlq_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
+	)
+	return kafka.Message{Key: m.Key, Value: m.Value, Headers: h, Time: m.Time}
+}
+
+// checkpoint writes dead letters, then the batch's effects with its offset.
+// Transient failures are retried with the same delta: it cannot be rebuilt.
+func (c *Consumer) checkpoint(ctx context.Context, part *pipeline.Partition, pid store.PartitionID, from, to int64, dead []kafka.Message, log *slog.Logger) error {
+	backoff := c.cfg.RetryBackoff
+	retry := func(what string, err error) error {
+		log.WarnContext(ctx, what, slog.Any("error", err), slog.Duration("retry_in", backoff))
+		if !sleep(ctx, backoff) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		backoff = min(2*backoff, 5*time.Second)
+		return nil
+	}
+	// Dead letters go first: a crash between the two writes repeats a dead
+	// letter (at least once) rather than losing it.
+	for len(dead) > 0 {
+		err := c.dlq.WriteMessages(ctx, dead...)
+		if err == nil {
+			c.dead.Add(int64(len(dead)))
+			break
+		}
+		if rerr := retry("writing dead letters", err); rerr != nil {
+			return rerr
+		}
+	}
+	delta := part.Flush()
+	for {
+		inserted, err := c.cfg.Checkpointer.Commit(ctx, store.Checkpoint{PartitionID: pid, From: from, To: to, Delta: delta})
+		if err == nil {
+			c.checkpoints.Add(1)
+			c.offersIssued.Add(int64(len(inserted)))
+			return nil
+		}
+		if errors.Is(err, store.ErrFenced) {
+			return err
+		}
+		if rerr := retry("committing checkpoint", err); rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// sleep waits d with jitter, or until ctx is done; it reports whether it slept fully.
+func sleep(ctx context.Context, d time.Duration) bool {
+	d = d/2 + rand.N(d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,347 @@
+package events
+
+import (
+	"cmp"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// Defaults for DecoderConfig.
+const (
+	// DefaultMaxSize is the default DecoderConfig.MaxSize: Kafka's own
+	// default message.max.bytes, so anything a default broker accepts fits.
+	DefaultMaxSize = 1 << 20
+	// DefaultMaxFutureSkew is the default DecoderConfig.MaxFutureSkew.
+	DefaultMaxFutureSkew = 5 * time.Minute
+)
+
+// DecoderConfig configures a Decoder. The zero value is usable.
+type DecoderConfig struct {
+	// MaxSize is the largest record accepted, in bytes: the value plus all
+	// header keys and values. Larger records are rejected with
+	// ReasonOversized before any parsing. Defaults to DefaultMaxSize.
+	MaxSize int
+	// MaxFutureSkew is how far ahead of Clock an event's time may be before
+	// it is rejected with ReasonFutureDated; it absorbs partners' clock
+	// drift. Defaults to DefaultMaxFutureSkew.
+	MaxFutureSkew time.Duration
+	// Clock returns the current time. Defaults to time.Now; tests pin it.
+	Clock func() time.Time
+}
+
+// Decoder decodes and validates fan activity events. It holds no mutable
+// state, so one Decoder may be shared by any number of goroutines.
+type Decoder struct {
+	maxSize       int
+	maxFutureSkew time.Duration
+	clock         func() time.Time
+}
+
+// NewDecoder returns a Decoder for cfg, filling in defaults.
+func NewDecoder(cfg DecoderConfig) (*Decoder, error) {
+	if cfg.MaxSize < 0 {
+		return nil, fmt.Errorf("validating config: MaxSize %d is negative", cfg.MaxSize)
+	}
+	if cfg.MaxFutureSkew < 0 {
+		return nil, fmt.Errorf("validating config: MaxFutureSkew %s is negative", cfg.MaxFutureSkew)
+	}
+	d := &Decoder{
+		maxSize:       cmp.Or(cfg.MaxSize, DefaultMaxSize),
+		maxFutureSkew: cmp.Or(cfg.MaxFutureSkew, DefaultMaxFutureSkew),
+		clock:         cfg.Clock,
+	}
+	if d.clock == nil {
+		d.clock = time.Now
+	}
+	return d, nil
+}
+
+// Header keys of the CloudEvents Kafka protocol binding. Kafka header keys
+// are case-sensitive and the binding spells them in lower case, so they are
+// matched exactly.
+const (
+	headerContentType     = "content-type"
+	headerSpecVersion     = "ce_specversion"
+	headerID              = "ce_id"
+	headerSource          = "ce_source"
+	headerType            = "ce_type"
+	headerSubject         = "ce_subject"
+	headerTime            = "ce_time"
+	contentTypeStructured = "application/cloudevents+json"
+)
+
+// attributes are the CloudEvents context attributes this package reads,
+// from either content mode. They alias the record, so that the ones that
+// are only checked (specversion, type, time) cost no allocation.
+type attributes struct {
+	specVersion []byte
+	id          []byte
+	source      []byte
+	typ         []byte
+	subject     []byte
+	time        []byte
+	// dataContentType is only meaningful when hasDataContentType; an
+	// absent one implies JSON.
+	dataContentType    []byte
+	hasDataContentType bool
+}
+
+// Decode decodes one Kafka record into an Event.
+//
+// The record is in binary content mode when headers hold ce_specversion, and
+// in structured content mode otherwise. Any error is a *Rejection.
+func (d *Decoder) Decode(value []byte, headers []Header) (Event, error) {
+	size := len(value)
+	binary := false
+	for _, h := range headers {
+		size += len(h.Key) + len(h.Value)
+		if h.Key == headerSpecVersion {
+			binary = true
+		}
+	}
+	if size > d.maxSize {
+		return Event{}, reject(ReasonOversized, "record is %d bytes, over the limit of %d", size, d.maxSize)
+	}
+
+	var (
+		attrs attributes
+		data  []byte
+		rej   *Rejection
+	)
+	if binary {
+		attrs, rej = binaryAttributes(headers)
+		data = value
+	} else {
+		attrs, data, rej = structuredAttributes(value, headers)
+	}
+	if rej != nil {
+		return Event{}, rej
+	}
+
+	e, rej := d.decodeAttributes(&attrs)
+	if rej != nil {
+		return Event{}, rej
+	}
+	if rej := decodeData(&e, data); rej != nil {
+		return Event{}, rej
+	}
+	return e, nil
+}
+
+// Bits for the envelope members and headers, to reject repeats.
+const (
+	fieldSpecVersion fields = 1 << iota
+	fieldID
+	fieldSource
+	fieldType
+	fieldSubject
+	fieldTime
+	fieldDataContentType
+	fieldData
+)
+
+// structuredAttributes reads a structured-mode event, returning its
+// attributes and its data member, which is checked for syntax only.
+func structuredAttributes(value []byte, headers []Header) (attributes, []byte, *Rejection) {
+	var attrs attributes
+	for _, h := range headers {
+		if h.Key == headerContentType && !isMediaType(string(h.Value), contentTypeStructured) {
+			return attrs, nil, reject(ReasonMalformed,
+				"content-type header %.64q without a ce_specversion header: want %s (structured mode) or ce_ headers (binary mode)",
+				h.Value, contentTypeStructured)
+		}
+	}
+	l := lexer{b: value}
+	if l.peek() != '{' {
+		return attrs, nil, reject(ReasonMalformed, "value is not a JSON object")
+	}
+	l.i++
+	var (
+		data []byte
+		seen fields
+	)
+	for n := 0; ; n++ {
+		name, ok, rej := l.member(n)
+		if rej != nil {
+			return attrs, nil, rej
+		}
+		if !ok {
+			break
+		}
+		// Attribute names are lower case by the spec, and matched exactly.
+		// The attribute name is repeated as a constant so that error
+		// details do not cost a conversion on the happy path.
+		var (
+			dst  *[]byte
+			bit  fields
+			attr string
+		)
+		switch string(name) {
+		case "specversion":
+			dst, bit, attr = &attrs.specVersion, fieldSpecVersion, "specversion"
+		case "id":
+			dst, bit, attr = &attrs.id, fieldID, "id"
+		case "source":
+			dst, bit, attr = &attrs.source, fieldSource, "source"
+		case "type":
+			dst, bit, attr = &attrs.typ, fieldType, "type"
+		case "subject":
+			dst, bit, attr = &attrs.subject, fieldSubject, "subject"
+		case "time":
+			dst, bit, attr = &attrs.time, fieldTime, "time"
+		case "datacontenttype":
+			dst, bit, attr = &attrs.dataContentType, fieldDataContentType, "datacontenttype"
+		case "data":
+			if rej := seen.first(fieldData, "", "data"); rej != nil {
+				return attrs, nil, rej
+			}
+			start := l.i
+			if rej := l.skip(0); rej != nil {
+				return attrs, nil, rej
+			}
+			data = value[start:l.i]
+			continue
+		case "data_base64":
+			return attrs, nil, reject(ReasonInvalidField, "data_base64: binary data is not accepted, send data as a JSON object")
+		default:
+			// Extension attributes.
+			if rej := l.skip(0); rej != nil {
+				return attrs, nil, rej
+			}
+			continue
+		}
+		if rej := seen.first(bit, "", attr); rej != nil {
+			return attrs, nil, rej
+		}
+		v, present, rej := l.readBytes("", attr)
+		if rej != nil {
+			return attrs, nil, rej
+		}
+		*dst = v
+		if bit == fieldDataContentType {
+			attrs.hasDataContentType = present
+		}
+	}
+	if rej := l.end(); rej != nil {
+		return attrs, nil, rej
+	}
+	return attrs, data, nil
+}
+
+// binaryAttributes reads the attributes of a binary-mode event from its
+// headers.
+func binaryAttributes(headers []Header) (attributes, *Rejection) {
+	var (
+		attrs attributes
+		seen  fields
+	)
+	for _, h := range headers {
+		var (
+			dst *[]byte
+			bit fields
+		)
+		switch h.Key {
+		case headerSpecVersion:
+			dst, bit = &attrs.specVersion, fieldSpecVersion
+		case headerID:
+			dst, bit = &attrs.id, fieldID
+		case headerSource:
+			dst, bit = &attrs.source, fieldSource
+		case headerType:
+			dst, bit = &attrs.typ, fieldType
+		case headerSubject:
+			dst, bit = &attrs.subject, fieldSubject
+		case headerTime:
+			dst, bit = &attrs.time, fieldTime
+		case headerContentType:
+			dst, bit = &attrs.dataContentType, fieldDataContentType
+			attrs.hasDataContentType = true
+		default:
+			// Extensions and other applications' headers.
+			continue
+		}
+		if rej := seen.first(bit, "header", h.Key); rej != nil {
+			return attrs, rej
+		}
+		// Unlike JSON strings, headers are arbitrary bytes; what the event
+		// keeps must be text.
+		if !utf8.Valid(h.Value) {
+			return attrs, reject(ReasonInvalidField, "header %s is not valid UTF-8", h.Key)
+		}
+		*dst = h.Value
+	}
+	return attrs, nil
+}
+
+// decodeAttributes validates the context attributes and returns an Event
+// without data.
+func (d *Decoder) decodeAttributes(a *attributes) (Event, *Rejection) {
+	switch {
+	case len(a.specVersion) == 0:
+		return Event{}, missing("specversion")
+	case string(a.specVersion) != "1.0":
+		return Event{}, reject(ReasonSpecVersion, "specversion %.16q is not 1.0", a.specVersion)
+	}
+	if len(a.typ) == 0 {
+		return Event{}, missing("type")
+	}
+	typ, ok := parseType(a.typ)
+	if !ok {
+		return Event{}, reject(ReasonUnknownType, "type %.64q is not a known event type", a.typ)
+	}
+	e := Event{
+		ID:      string(a.id),
+		Source:  string(a.source),
+		Subject: string(a.subject),
+		Type:    typ,
+	}
+	if rej := checkContext(e.ID, e.Source, e.Subject); rej != nil {
+		return Event{}, rej
+	}
+	if len(a.time) == 0 {
+		return Event{}, missing("time")
+	}
+	if err := e.Time.UnmarshalText(a.time); err != nil {
+		return Event{}, reject(ReasonInvalidField, "time %.64q is not an RFC 3339 timestamp", a.time)
+	}
+	e.Time = e.Time.UTC()
+	if rej := checkTime(e.Time); rej != nil {
+		return Event{}, rej
+	}
+	if now := d.clock(); e.Time.After(now.Add(d.maxFutureSkew)) {
+		return Event{}, reject(ReasonFutureDated, "time %s is %s ahead of now, more than the allowed %s",
+			e.Time.Format(time.RFC3339Nano), e.Time.Sub(now).Round(time.Millisecond), d.maxFutureSkew)
+	}
+	if a.hasDataContentType && !isJSONMediaType(string(a.dataContentType)) {
+		return Event{}, reject(ReasonInvalidField, "datacontenttype %.64q is not JSON", a.dataContentType)
+	}
+	return e, nil
+}
+
+// parseType maps a wire type name to its Type without allocating.
+func parseType(b []byte) (Type, bool) {
+	switch string(b) {
+	case "listen":
+		return TypeListen, true
+	case "page_view":
+		return TypePageView, true
+	case "social_post":
+		return TypeSocialPost, true
+	case "photo_tag":
+		return TypePhotoTag, true
+	case "follow":
+		return TypeFollow, true
+	case "ticket_purchase":
+		return TypeTicketPurchase, true
+	case "merch_purchase":
+		return TypeMerchPurchase, true
+	case "donation":
+		return TypeDonation, true
+	case "attendance":
+		return TypeAttendance, true
+	case "social_graph":
+		return TypeSocialGraph, true
+	}
+	return "", false
+}

@@ -1,0 +1,152 @@
+// Package schedules runs periodic jobs on cron expressions (robfig/cron/v3).
+// Every run goes through a Runner that makes it run once across all replicas
+// and records it; a panicking job is recovered, an overrunning one is skipped,
+// and each run's context is cancelled on shutdown.
+package schedules
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// Runner runs fn once across replicas and records the run; it returns
+// ErrBusy-like errors when another replica holds the job (see Config.IsBusy).
+type Runner interface {
+	RunJob(ctx context.Context, name string, now func() time.Time, fn func(ctx context.Context) (int64, error)) error
+}
+
+// Job is a periodic job.
+type Job struct {
+	Name string
+	// Spec is a cron expression (five fields, or descriptors such as "@every 10s").
+	Spec string
+	// Run does the work and returns how many rows it touched.
+	Run func(ctx context.Context) (int64, error)
+}
+
+// Config configures a Scheduler.
+type Config struct {
+	Jobs     []Job
+	Runner   Runner
+	Location *time.Location // time zone of the cron expressions; default UTC
+	// IsBusy reports whether an error means another replica is running the job.
+	IsBusy func(error) bool
+	Logger *slog.Logger
+	Clock  func() time.Time
+}
+
+// Scheduler runs jobs on their schedules.
+type Scheduler struct {
+	cfg    Config
+	cron   *cron.Cron
+	logger *slog.Logger
+	jobs   map[string]Job
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New validates every job's schedule and returns a scheduler; Start starts it.
+func New(cfg Config) (*Scheduler, error) {
+	if cfg.Runner == nil {
+		return nil, errors.New("schedules: Runner is required")
+	}
+	cfg.Location = cmp.Or(cfg.Location, time.UTC)
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.IsBusy == nil {
+		cfg.IsBusy = func(error) bool { return false }
+	}
+	logger := cmp.Or(cfg.Logger, slog.Default()).With(slog.String("component", "scheduler"))
+	s := &Scheduler{cfg: cfg, logger: logger, jobs: make(map[string]Job)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.cron = cron.New(cron.WithLocation(cfg.Location), cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
+	var errs []error
+	for _, j := range cfg.Jobs {
+		if j.Name == "" || j.Run == nil {
+			errs = append(errs, fmt.Errorf("job %q: a name and a Run func are required", j.Name))
+			continue
+		}
+		if _, dup := s.jobs[j.Name]; dup {
+			errs = append(errs, fmt.Errorf("job %q: defined twice", j.Name))
+			continue
+		}
+		s.jobs[j.Name] = j
+		if _, err := s.cron.AddFunc(j.Spec, func() { _ = s.run(s.ctx, j) }); err != nil {
+			errs = append(errs, fmt.Errorf("job %q: parsing schedule %q: %w", j.Name, j.Spec, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Start starts the schedules.
+func (s *Scheduler) Start() { s.cron.Start() }
+
+// RunNow runs a job by name at once, under the same once-across-replicas guard.
+func (s *Scheduler) RunNow(ctx context.Context, name string) error {
+	j, ok := s.jobs[name]
+	if !ok {
+		return fmt.Errorf("no job named %q", name)
+	}
+	return s.run(ctx, j)
+}
+
+func (s *Scheduler) run(ctx context.Context, j Job) (err error) {
+	s.wg.Add(1)
+	defer s.wg.Done()
+	// Shutdown cancels every run, including those started by RunNow with their own ctx.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.ctx, cancel)
+	defer stop()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	guarded := func(ctx context.Context) (n int64, err error) {
+		// cron's default chain recovers nothing: a panicking job would kill the process.
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("job panicked: %v\n%s", r, debug.Stack())
+			}
+		}()
+		return j.Run(ctx)
+	}
+	err = s.cfg.Runner.RunJob(ctx, j.Name, s.cfg.Clock, guarded)
+	switch {
+	case err == nil:
+		s.logger.DebugContext(ctx, "job ran", slog.String("job", j.Name))
+	case s.cfg.IsBusy(err):
+		s.logger.DebugContext(ctx, "job running elsewhere", slog.String("job", j.Name))
+	default:
+		s.logger.ErrorContext(ctx, "running job", slog.String("job", j.Name), slog.Any("error", err))
+	}
+	return err
+}
+
+// Stop stops starting jobs and waits for running ones until ctx ends, then
+// cancels them and waits for them to return.
+func (s *Scheduler) Stop(ctx context.Context) error {
+	done := s.cron.Stop()
+	var err error
+	select {
+	case <-done.Done():
+	case <-ctx.Done():
+		err = fmt.Errorf("waiting for running jobs: %w", ctx.Err())
+	}
+	s.cancel()
+	s.wg.Wait()
+	return err
+}

@@ -1,0 +1,90 @@
+package schedules
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recordingRunner runs jobs in-process and records what ran.
+type recordingRunner struct {
+	mu   sync.Mutex
+	runs []string
+	errs []error
+}
+
+func (r *recordingRunner) RunJob(ctx context.Context, name string, _ func() time.Time, fn func(context.Context) (int64, error)) error {
+	_, err := fn(ctx)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.runs = append(r.runs, name)
+	r.errs = append(r.errs, err)
+	return err
+}
+
+func TestRunNowRecoversPanics(t *testing.T) {
+	r := &recordingRunner{}
+	s, err := New(Config{Runner: r, Jobs: []Job{
+		{Name: "boom", Spec: "@every 1h", Run: func(context.Context) (int64, error) { panic("kaboom") }},
+		{Name: "ok", Spec: "@every 1h", Run: func(context.Context) (int64, error) { return 3, nil }},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.RunNow(t.Context(), "boom")
+	if err == nil || !strings.Contains(err.Error(), "kaboom") {
+		t.Fatalf("panic not turned into an error: %v", err)
+	}
+	if err := s.RunNow(t.Context(), "ok"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RunNow(t.Context(), "missing"); err == nil {
+		t.Fatal("unknown job ran")
+	}
+	if len(r.runs) != 2 || r.runs[0] != "boom" || r.runs[1] != "ok" {
+		t.Fatalf("runs = %v", r.runs)
+	}
+	if err := s.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewRejectsBadSchedules(t *testing.T) {
+	_, err := New(Config{Runner: &recordingRunner{}, Jobs: []Job{
+		{Name: "a", Spec: "not a cron", Run: func(context.Context) (int64, error) { return 0, nil }},
+		{Name: "a", Spec: "@every 1m", Run: func(context.Context) (int64, error) { return 0, nil }},
+	}})
+	if err == nil || !strings.Contains(err.Error(), `parsing schedule "not a cron"`) || !strings.Contains(err.Error(), "defined twice") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestStopCancelsRunningJobsAfterDeadline(t *testing.T) {
+	started := make(chan struct{})
+	s, err := New(Config{Runner: &recordingRunner{}, Jobs: []Job{{Name: "slow", Spec: "@every 1h",
+		Run: func(ctx context.Context) (int64, error) {
+			close(started)
+			<-ctx.Done()
+			return 0, ctx.Err()
+		}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	errc := make(chan error, 1)
+	go func() { errc <- s.RunNow(context.Background(), "slow") }()
+	<-started
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // deadline already passed: Stop must cancel the job rather than wait forever
+	_ = s.Stop(ctx)
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("job error = %v, want context.Canceled", err)
+	}
+}

@@ -1,0 +1,168 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/crescendo-hq/crescendo/offers"
+)
+
+type accountKey struct{ partner, user string }
+
+type directorySnapshot struct {
+	partners map[string]struct{}
+	accounts map[accountKey]uuid.UUID
+}
+
+// Directory is an in-memory copy of partners and linked accounts, refreshed
+// from the database, so the event path resolves identities without a query.
+// It is safe for concurrent use.
+type Directory struct {
+	store *Store
+	snap  atomic.Pointer[directorySnapshot]
+}
+
+// NewDirectory loads the directory.
+func (s *Store) NewDirectory(ctx context.Context) (*Directory, error) {
+	d := &Directory{store: s}
+	if err := d.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Refresh reloads the directory. A full reload (rather than changes since a
+// time) also forgets erased fans and unlinked accounts.
+func (d *Directory) Refresh(ctx context.Context) error {
+	snap := &directorySnapshot{partners: map[string]struct{}{}, accounts: map[accountKey]uuid.UUID{}}
+	rows, err := d.store.pool.Query(ctx, `SELECT id FROM partners`)
+	if err != nil {
+		return fmt.Errorf("reading partners: %w", err)
+	}
+	var id string
+	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+		snap.partners[id] = struct{}{}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("reading partners: %w", err)
+	}
+	rows, err = d.store.pool.Query(ctx, `SELECT partner_id, partner_user_id, fan_id FROM linked_accounts`)
+	if err != nil {
+		return fmt.Errorf("reading linked accounts: %w", err)
+	}
+	var k accountKey
+	var fan uuid.UUID
+	if _, err := pgx.ForEachRow(rows, []any{&k.partner, &k.user, &fan}, func() error {
+		snap.accounts[k] = fan
+		return nil
+	}); err != nil {
+		return fmt.Errorf("reading linked accounts: %w", err)
+	}
+	d.snap.Store(snap)
+	return nil
+}
+
+// KnownPartner reports whether id is a registered partner.
+func (d *Directory) KnownPartner(id string) bool {
+	_, ok := d.snap.Load().partners[id]
+	return ok
+}
+
+// Fan returns the fan linked to a partner account.
+func (d *Directory) Fan(partner, userID string) (uuid.UUID, bool) {
+	f, ok := d.snap.Load().accounts[accountKey{partner, userID}]
+	return f, ok
+}
+
+// RuleSet is an in-memory copy of the active rules by performer, refreshed from
+// the database. It is safe for concurrent use.
+type RuleSet struct {
+	store *Store
+	snap  atomic.Pointer[map[string][]offers.Rule]
+}
+
+// NewRuleSet loads the active rules.
+func (s *Store) NewRuleSet(ctx context.Context) (*RuleSet, error) {
+	r := &RuleSet{store: s}
+	if err := r.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Refresh reloads the active rules.
+func (r *RuleSet) Refresh(ctx context.Context) error {
+	rules, err := r.store.Rules(ctx, true)
+	if err != nil {
+		return err
+	}
+	m := make(map[string][]offers.Rule)
+	for _, rule := range rules {
+		m[rule.PerformerID] = append(m[rule.PerformerID], rule)
+	}
+	r.snap.Store(&m)
+	return nil
+}
+
+// ForPerformer returns the active rules for a performer.
+func (r *RuleSet) ForPerformer(performerID string) []offers.Rule {
+	return (*r.snap.Load())[performerID]
+}
+
+// Rules returns the rules, only the active ones when activeOnly.
+func (s *Store) Rules(ctx context.Context, activeOnly bool) ([]offers.Rule, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, version, performer_id, show_id, window_days, tiers, channels, lifetime_seconds
+		FROM rules WHERE active OR NOT $1 ORDER BY id`, activeOnly)
+	if err != nil {
+		return nil, fmt.Errorf("reading rules: %w", err)
+	}
+	var out []offers.Rule
+	var (
+		rule     offers.Rule
+		tiers    []byte
+		channels []string
+		lifetime int32
+	)
+	_, err = pgx.ForEachRow(rows, []any{&rule.ID, &rule.Version, &rule.PerformerID, &rule.ShowID, &rule.WindowDays, &tiers, &channels, &lifetime}, func() error {
+		r := rule
+		if err := json.Unmarshal(tiers, &r.Tiers); err != nil {
+			return fmt.Errorf("decoding tiers of rule %s: %w", r.ID, err)
+		}
+		for _, c := range channels {
+			r.Channels = append(r.Channels, offers.Channel(c))
+		}
+		r.Lifetime = time.Duration(lifetime) * time.Second
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading rules: %w", err)
+	}
+	return out, nil
+}
+
+// HashKey returns the stored form of an API key.
+func HashKey(key string) []byte {
+	h := sha256.Sum256([]byte(key))
+	return h[:]
+}
+
+// PartnerByKey returns the partner an API key belongs to.
+func (s *Store) PartnerByKey(ctx context.Context, key string) (string, bool, error) {
+	var id string
+	err := s.pool.QueryRow(ctx, `SELECT id FROM partners WHERE api_key_hash = $1`, HashKey(key)).Scan(&id)
+	if err == pgx.ErrNoRows {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("looking up partner key: %w", err)
+	}
+	return id, true, nil
+}

@@ -1,0 +1,78 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ErrJobBusy is returned by RunJob when another process is running the job.
+var ErrJobBusy = errors.New("job is running elsewhere")
+
+// RunJob runs fn at most once at a time across every process sharing the
+// database, holding a transaction-scoped advisory lock: a process that dies
+// releases it with its connection, so it never blocks the next run. Each run is
+// recorded in job_runs with its outcome and the rows fn reports it touched.
+func (s *Store) RunJob(ctx context.Context, name string, now func() time.Time, fn func(ctx context.Context) (int64, error)) error {
+	h := fnv.New64a()
+	h.Write([]byte("job:" + name))
+	lockID := int64(h.Sum64())
+
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("starting job %s: %w", name, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var got bool
+	if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", lockID).Scan(&got); err != nil {
+		return fmt.Errorf("locking job %s: %w", name, err)
+	}
+	if !got {
+		return ErrJobBusy
+	}
+	var runID int64
+	// The run row is written outside the lock's transaction so it survives a failed run.
+	if err := s.pool.QueryRow(ctx, `INSERT INTO job_runs (job, started_at) VALUES ($1, $2) RETURNING id`,
+		name, now()).Scan(&runID); err != nil {
+		return fmt.Errorf("recording job %s: %w", name, err)
+	}
+	rows, runErr := fn(ctx)
+	outcome, msg := "ok", ""
+	if runErr != nil {
+		outcome, msg = "error", runErr.Error()
+	}
+	if _, err := s.pool.Exec(context.WithoutCancel(ctx), `UPDATE job_runs SET finished_at = $2, outcome = $3, rows = $4, error = NULLIF($5, '')
+		WHERE id = $1`, runID, now(), outcome, rows, msg); err != nil {
+		return errors.Join(runErr, fmt.Errorf("recording job %s outcome: %w", name, err))
+	}
+	return runErr
+}
+
+// JobRun is one recorded run of a job.
+type JobRun struct {
+	ID         int64
+	Job        string
+	StartedAt  time.Time
+	FinishedAt *time.Time
+	Outcome    string
+	Rows       int64
+	Error      string
+}
+
+// JobRuns returns the latest runs, newest first.
+func (s *Store) JobRuns(ctx context.Context, limit int) ([]JobRun, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, job, started_at, finished_at, outcome, rows, COALESCE(error, '')
+		FROM job_runs ORDER BY started_at DESC, id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading job runs: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[JobRun])
+	if err != nil {
+		return nil, fmt.Errorf("reading job runs: %w", err)
+	}
+	return out, nil
+}

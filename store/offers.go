@@ -1,0 +1,198 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/crescendo-hq/crescendo/offers"
+)
+
+// Offer states.
+const (
+	OfferIssued    = "issued"
+	OfferDelivered = "delivered"
+	OfferFailed    = "failed"
+	OfferExpired   = "expired"
+)
+
+// Delivery is everything a delivery worker needs to send one offer.
+type Delivery struct {
+	OfferID       uuid.UUID
+	FanID         uuid.UUID
+	Status        string
+	Tier          int
+	Perks         []string
+	IssuedAt      time.Time
+	ExpiresAt     time.Time
+	Channels      []offers.Channel
+	FanName       string
+	Phone         string
+	Email         string
+	ShowName      string
+	PerformerName string
+	// Refused lists the channels that refused this offer for good.
+	Refused []offers.Channel
+}
+
+// ErrNotFound is returned when a row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Delivery loads the delivery view of an offer.
+func (s *Store) Delivery(ctx context.Context, offerID uuid.UUID) (Delivery, error) {
+	var d Delivery
+	var channels, refused []string
+	var phone, email *string
+	err := s.pool.QueryRow(ctx, `SELECT o.id, o.fan_id, o.status, o.tier, o.perks, o.issued_at, o.expires_at, r.channels,
+			f.display_name, f.phone, f.email, sh.name, p.name,
+			ARRAY(SELECT DISTINCT channel FROM delivery_attempts a WHERE a.offer_id = o.id AND a.outcome = 'failed')
+		FROM offers o
+		JOIN rules r ON r.id = o.rule_id
+		JOIN fans f ON f.id = o.fan_id
+		JOIN shows sh ON sh.id = o.show_id
+		JOIN performers p ON p.id = o.performer_id
+		WHERE o.id = $1`, offerID).Scan(&d.OfferID, &d.FanID, &d.Status, &d.Tier, &d.Perks, &d.IssuedAt, &d.ExpiresAt,
+		&channels, &d.FanName, &phone, &email, &d.ShowName, &d.PerformerName, &refused)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Delivery{}, fmt.Errorf("offer %s: %w", offerID, ErrNotFound)
+	}
+	if err != nil {
+		return Delivery{}, fmt.Errorf("loading offer %s: %w", offerID, err)
+	}
+	for _, c := range channels {
+		d.Channels = append(d.Channels, offers.Channel(c))
+	}
+	for _, c := range refused {
+		d.Refused = append(d.Refused, offers.Channel(c))
+	}
+	if phone != nil {
+		d.Phone = *phone
+	}
+	if email != nil {
+		d.Email = *email
+	}
+	return d, nil
+}
+
+// Attempt is one try at delivering an offer over one channel.
+type Attempt struct {
+	OfferID    uuid.UUID
+	Channel    offers.Channel
+	Outcome    string // "sent", "failed", "skipped"
+	ProviderID string
+	Detail     string
+}
+
+// RecordAttempt logs a delivery attempt.
+func (s *Store) RecordAttempt(ctx context.Context, a Attempt) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO delivery_attempts (offer_id, channel, outcome, provider_id, detail)
+		VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''))`, a.OfferID, string(a.Channel), a.Outcome, a.ProviderID, a.Detail)
+	if err != nil {
+		return fmt.Errorf("recording delivery attempt: %w", err)
+	}
+	return nil
+}
+
+// MarkDelivered records a successful delivery, with its attempt, in one transaction.
+// It reports false when the offer was no longer waiting for delivery.
+func (s *Store) MarkDelivered(ctx context.Context, a Attempt, at time.Time) (bool, error) {
+	var moved bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE offers SET status = 'delivered', channel = $2, provider_id = NULLIF($3, ''), delivered_at = $4
+			WHERE id = $1 AND status = 'issued'`, a.OfferID, string(a.Channel), a.ProviderID, at)
+		if err != nil {
+			return fmt.Errorf("marking offer delivered: %w", err)
+		}
+		moved = tag.RowsAffected() == 1
+		_, err = tx.Exec(ctx, `INSERT INTO delivery_attempts (offer_id, channel, outcome, provider_id, detail)
+			VALUES ($1, $2, 'sent', NULLIF($3, ''), NULLIF($4, ''))`, a.OfferID, string(a.Channel), a.ProviderID, a.Detail)
+		if err != nil {
+			return fmt.Errorf("recording delivery attempt: %w", err)
+		}
+		return nil
+	})
+	return moved, err
+}
+
+// FinishOffer moves an offer still waiting for delivery to a final state with a reason.
+func (s *Store) FinishOffer(ctx context.Context, offerID uuid.UUID, status, reason string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE offers SET status = $2, status_reason = $3 WHERE id = $1 AND status = 'issued'`,
+		offerID, status, reason)
+	if err != nil {
+		return fmt.Errorf("finishing offer: %w", err)
+	}
+	return nil
+}
+
+// ExpireOffers marks every open offer whose termination time has passed as expired.
+func (s *Store) ExpireOffers(ctx context.Context, now time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE offers SET status = 'expired',
+			status_reason = COALESCE(status_reason, 'termination time passed')
+		WHERE status IN ('issued', 'delivered') AND expires_at <= $1`, now)
+	if err != nil {
+		return 0, fmt.Errorf("expiring offers: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// OfferSummary counts offers by state and delivery channel.
+type OfferSummary struct {
+	ByStatus  map[string]int64
+	ByChannel map[string]int64
+}
+
+// SummarizeOffers counts offers by status and by delivery channel.
+func (s *Store) SummarizeOffers(ctx context.Context) (OfferSummary, error) {
+	sum := OfferSummary{ByStatus: map[string]int64{}, ByChannel: map[string]int64{}}
+	rows, err := s.pool.Query(ctx, `SELECT status, COALESCE(channel, ''), count(*) FROM offers GROUP BY 1, 2`)
+	if err != nil {
+		return sum, fmt.Errorf("counting offers: %w", err)
+	}
+	var status, channel string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&status, &channel, &n}, func() error {
+		sum.ByStatus[status] += n
+		if channel != "" {
+			sum.ByChannel[channel] += n
+		}
+		return nil
+	})
+	if err != nil {
+		return sum, fmt.Errorf("counting offers: %w", err)
+	}
+	return sum, nil
+}
+
+// StoredOffer is an offer as stored, with its delivery state.
+type StoredOffer struct {
+	offers.Offer
+	Status    string
+	Channel   string
+	Reason    string
+	Partition int
+}
+
+// Offers returns every offer, oldest first (for tests, reports and the demo).
+func (s *Store) Offers(ctx context.Context) ([]StoredOffer, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, fan_id, rule_id, rule_version, tier, performer_id, show_id, perks,
+			index_value, event_id, issued_at, expires_at, status, COALESCE(channel, ''), COALESCE(status_reason, ''), partition
+		FROM offers ORDER BY issued_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("reading offers: %w", err)
+	}
+	var out []StoredOffer
+	var o StoredOffer
+	_, err = pgx.ForEachRow(rows, []any{&o.ID, &o.FanID, &o.RuleID, &o.RuleVersion, &o.Tier, &o.PerformerID, &o.ShowID,
+		&o.Perks, &o.IndexValue, &o.EventID, &o.IssuedAt, &o.ExpiresAt, &o.Status, &o.Channel, &o.Reason, &o.Partition}, func() error {
+		out = append(out, o)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading offers: %w", err)
+	}
+	return out, nil
+}

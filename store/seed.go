@@ -1,0 +1,138 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/crescendo-hq/crescendo/offers"
+)
+
+// Partner is a partner app that publishes events.
+type Partner struct {
+	ID, Name string
+	APIKey   string // stored only as a hash
+}
+
+// PutPartner creates or updates a partner.
+func (s *Store) PutPartner(ctx context.Context, p Partner) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO partners (id, name, api_key_hash) VALUES ($1, $2, $3)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, api_key_hash = excluded.api_key_hash`,
+		p.ID, p.Name, HashKey(p.APIKey))
+	if err != nil {
+		return fmt.Errorf("saving partner %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// PutPerformer creates or updates a performer.
+func (s *Store) PutPerformer(ctx context.Context, id, name string) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO performers (id, name) VALUES ($1, $2)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name`, id, name)
+	if err != nil {
+		return fmt.Errorf("saving performer %s: %w", id, err)
+	}
+	return nil
+}
+
+// Show is a performer's show.
+type Show struct {
+	ID, PerformerID, Name string
+	StartsAt              time.Time
+	VenueName             string
+	VenueLat, VenueLon    float64
+}
+
+// PutShow creates or updates a show.
+func (s *Store) PutShow(ctx context.Context, sh Show) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO shows (id, performer_id, name, starts_at, venue_name, venue_lat, venue_lon)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (id) DO UPDATE SET performer_id = excluded.performer_id, name = excluded.name,
+			starts_at = excluded.starts_at, venue_name = excluded.venue_name,
+			venue_lat = excluded.venue_lat, venue_lon = excluded.venue_lon`,
+		sh.ID, sh.PerformerID, sh.Name, sh.StartsAt, sh.VenueName, sh.VenueLat, sh.VenueLon)
+	if err != nil {
+		return fmt.Errorf("saving show %s: %w", sh.ID, err)
+	}
+	return nil
+}
+
+// Fan is a pre-registered fan (F1).
+type Fan struct {
+	ID          uuid.UUID
+	DisplayName string
+	Phone       string // E.164, or empty
+	Email       string // or empty
+	TimeZone    string
+}
+
+// PutFan creates or updates a fan.
+func (s *Store) PutFan(ctx context.Context, f Fan) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO fans (id, display_name, phone, email, time_zone)
+		VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5)
+		ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name, phone = excluded.phone,
+			email = excluded.email, time_zone = excluded.time_zone, updated_at = now()`,
+		f.ID, f.DisplayName, f.Phone, f.Email, f.TimeZone)
+	if err != nil {
+		return fmt.Errorf("saving fan: %w", err)
+	}
+	return nil
+}
+
+// LinkAccount links a partner account to a fan, with the fan's consent.
+func (s *Store) LinkAccount(ctx context.Context, partnerID, partnerUserID string, fan uuid.UUID) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO linked_accounts (partner_id, partner_user_id, fan_id) VALUES ($1, $2, $3)
+		ON CONFLICT (partner_id, partner_user_id) DO UPDATE SET fan_id = excluded.fan_id, updated_at = now()`,
+		partnerID, partnerUserID, fan)
+	if err != nil {
+		return fmt.Errorf("linking account: %w", err)
+	}
+	return nil
+}
+
+// FanByAccount returns the fan linked to a partner account.
+func (s *Store) FanByAccount(ctx context.Context, partnerID, partnerUserID string) (uuid.UUID, bool, error) {
+	var fan uuid.UUID
+	err := s.pool.QueryRow(ctx, `SELECT fan_id FROM linked_accounts WHERE partner_id = $1 AND partner_user_id = $2`,
+		partnerID, partnerUserID).Scan(&fan)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return uuid.Nil, false, nil
+	}
+	if err != nil {
+		return uuid.Nil, false, fmt.Errorf("looking up account: %w", err)
+	}
+	return fan, true, nil
+}
+
+// PutRule creates a rule or, when it changed, stores it as the next version.
+func (s *Store) PutRule(ctx context.Context, r offers.Rule) error {
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("validating rule: %w", err)
+	}
+	tiers, err := json.Marshal(r.Tiers)
+	if err != nil {
+		return fmt.Errorf("encoding tiers: %w", err)
+	}
+	channels := make([]string, len(r.Channels))
+	for i, c := range r.Channels {
+		channels[i] = string(c)
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO rules (id, performer_id, show_id, window_days, tiers, channels, lifetime_seconds)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (id) DO UPDATE SET performer_id = excluded.performer_id, show_id = excluded.show_id,
+			window_days = excluded.window_days, tiers = excluded.tiers, channels = excluded.channels,
+			lifetime_seconds = excluded.lifetime_seconds, updated_at = now(), version = rules.version + 1
+		WHERE (rules.performer_id, rules.show_id, rules.window_days, rules.tiers, rules.channels, rules.lifetime_seconds)
+			IS DISTINCT FROM (excluded.performer_id, excluded.show_id, excluded.window_days, excluded.tiers,
+			excluded.channels, excluded.lifetime_seconds)`,
+		r.ID, r.PerformerID, r.ShowID, r.WindowDays, tiers, channels, int32(r.Lifetime/time.Second))
+	if err != nil {
+		return fmt.Errorf("saving rule %s: %w", r.ID, err)
+	}
+	return nil
+}

@@ -1,0 +1,174 @@
+// Package store is Crescendo's durable state in Postgres: the schema and its
+// embedded migrations, the consumer checkpoint, and the queries the other parts
+// need. It is the only package that writes SQL.
+package store
+
+import (
+	"cmp"
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// migrationLockID serializes migrations of replicas starting together.
+const migrationLockID = 0x43524553 // "CRES"
+
+// Config configures Open.
+type Config struct {
+	// URL is a Postgres connection string.
+	URL string
+	// CreateDatabase creates the database named in URL when it does not exist.
+	CreateDatabase bool
+	// MaxConns bounds the pool; default 16.
+	MaxConns int32
+	Logger   *slog.Logger
+}
+
+// Store is a handle on the database.
+type Store struct {
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+}
+
+// Open connects, creating the database when asked, and migrates it to the
+// current schema (Crescendo's and the job queue's).
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("store: URL is required")
+	}
+	logger := cmp.Or(cfg.Logger, slog.Default())
+	pcfg, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing database URL: %w", err)
+	}
+	pcfg.MaxConns = cmp.Or(cfg.MaxConns, 16)
+	if cfg.CreateDatabase {
+		if err := createDatabase(ctx, pcfg.ConnConfig); err != nil {
+			return nil, err
+		}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to database: %w", err)
+	}
+	s := &Store{pool: pool, logger: logger}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Pool returns the connection pool, for the job queue that shares it.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close closes the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+func createDatabase(ctx context.Context, cc *pgx.ConnConfig) error {
+	name := cc.Database
+	if name == "" {
+		return errors.New("store: the database URL names no database")
+	}
+	admin := cc.Copy()
+	admin.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, admin)
+	if err != nil {
+		return fmt.Errorf("connecting to create database %q: %w", name, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("looking up database %q: %w", name, err)
+	}
+	if exists {
+		return nil
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P04" { // another replica won the race
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("creating database %q: %w", name, err)
+	}
+	return nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquiring connection for migrations: %w", err)
+	}
+	defer conn.Release()
+	// One session lock around both migrators: replicas starting at once wait
+	// for the first instead of racing on DDL.
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationLockID); err != nil {
+		return fmt.Errorf("taking migration lock: %w", err)
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrationLockID)
+	}()
+
+	db := stdlib.OpenDBFromPool(s.pool)
+	defer db.Close()
+	sub, err := fsSub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithSlog(s.logger))
+	if err != nil {
+		return fmt.Errorf("preparing migrations: %w", err)
+	}
+	results, err := provider.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("migrating schema: %w", err)
+	}
+	for _, r := range results {
+		s.logger.InfoContext(ctx, "migration applied", slog.String("source", r.Source.Path), slog.Duration("took", r.Duration))
+	}
+
+	migrator, err := rivermigrate.New(riverpgxv5.New(s.pool), &rivermigrate.Config{Logger: s.logger})
+	if err != nil {
+		return fmt.Errorf("preparing job queue migrations: %w", err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("migrating job queue schema: %w", err)
+	}
+	return nil
+}
+
+// MigrationsCurrent reports whether every embedded migration has been applied.
+func (s *Store) MigrationsCurrent(ctx context.Context) (bool, error) {
+	db := stdlib.OpenDBFromPool(s.pool)
+	defer db.Close()
+	sub, err := fsSub(migrations, "migrations")
+	if err != nil {
+		return false, err
+	}
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, sub)
+	if err != nil {
+		return false, fmt.Errorf("preparing migrations: %w", err)
+	}
+	pending, err := provider.HasPending(ctx)
+	if err != nil {
+		return false, fmt.Errorf("checking migrations: %w", err)
+	}
+	return !pending, nil
+}
