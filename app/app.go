@@ -320,7 +320,9 @@ func (c checkpointer) Commit(ctx context.Context, cp store.Checkpoint) ([]uuid.U
 
 // ensureTopics creates the topics on a real cluster when they are missing.
 func ensureTopics(ctx context.Context, brokers []string, topics []broker.TopicSpec) error {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: transport}
 	req := &kafka.CreateTopicsRequest{}
 	for _, t := range topics {
 		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t.Name, NumPartitions: int(t.Partitions), ReplicationFactor: -1})

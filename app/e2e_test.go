@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
+	"go.uber.org/goleak"
 
 	"github.com/crescendo-hq/crescendo/app"
 	"github.com/crescendo-hq/crescendo/broker"
@@ -38,6 +39,8 @@ const (
 	dlqTopic   = "fan-activity.dlq"
 	partitions = 4
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var signingKey = []byte("0123456789abcdef0123456789abcdef")
 
@@ -137,8 +140,10 @@ func listen(user, id string, at time.Time, performer string, minutes int) kafka.
 
 func (e *env) publish(msgs ...kafka.Message) {
 	e.t.Helper()
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
 	w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: 1000}
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: 1000, Transport: tr}
 	defer w.Close()
 	if err := w.WriteMessages(e.t.Context(), msgs...); err != nil {
 		e.t.Fatal(err)
@@ -533,5 +538,58 @@ func TestRestartMidStreamLosesNothingAndDuplicatesNothing(t *testing.T) {
 	}
 	if !maps.Equal(gotOffers, refOffers) {
 		t.Errorf("offers %d, reference %d", len(gotOffers), len(refOffers))
+	}
+}
+
+func TestTwoMembersShareThePartitions(t *testing.T) {
+	e := newEnv(t)
+	var fans []fan
+	for i := range 20 {
+		fans = append(fans, fan{id: uuid.New(), user: fmt.Sprintf("m%02d", i), email: fmt.Sprintf("m%02d@example.com", i)})
+	}
+	seed := func(ctx context.Context, st *store.Store) error { return seedCatalog(ctx, st, fans) }
+	a := e.start(seed)
+	b := e.start(seed)
+	defer a.Shutdown(context.Background())
+	eventually(t, 30*time.Second, "both members to own disjoint partitions covering the topic", func() bool {
+		pa, pb := a.Consumer.Assigned(), b.Consumer.Assigned()
+		all := slices.Sorted(slices.Values(append(slices.Clone(pa), pb...)))
+		return len(pa) > 0 && len(pb) > 0 && slices.Equal(all, []int{0, 1, 2, 3})
+	})
+
+	now := time.Now().UTC().Add(-time.Hour)
+	var msgs []kafka.Message
+	for i := range 4 {
+		for _, f := range fans {
+			msgs = append(msgs, listen(f.user, fmt.Sprintf("%s-%d", f.user, i), now.Add(time.Duration(i)*time.Minute), "aurora", 3))
+		}
+	}
+	e.publish(msgs...)
+	eventually(t, 30*time.Second, "every event read by one member or the other", func() bool {
+		return a.Consumer.Stats().Read+b.Consumer.Stats().Read == int64(len(msgs))
+	})
+	if a.Consumer.Stats().Read == 0 || b.Consumer.Stats().Read == 0 {
+		t.Errorf("one member read nothing: %d and %d", a.Consumer.Stats().Read, b.Consumer.Stats().Read)
+	}
+	eventually(t, 30*time.Second, "one offer per fan", func() bool {
+		o, err := a.Store.Offers(t.Context())
+		return err == nil && len(o) == len(fans)
+	})
+
+	b.Shutdown(context.Background())
+	eventually(t, 30*time.Second, "the remaining member to take every partition", func() bool {
+		return slices.Equal(a.Consumer.Assigned(), []int{0, 1, 2, 3})
+	})
+	// Events published after the hand-over still count, once.
+	e.publish(listen(fans[0].user, "late", now.Add(10*time.Minute), "aurora", 50))
+	eventually(t, 30*time.Second, "the late event", func() bool {
+		return a.Consumer.Stats().Read+b.Consumer.Stats().Read == int64(len(msgs))+1
+	})
+	o, err := a.Store.Offers(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o) != len(fans) {
+		t.Errorf("%d offers after the hand-over, want %d", len(o), len(fans))
 	}
 }

@@ -137,6 +137,9 @@ func New(cfg Config) (*Consumer, error) {
 			// Dead letters are rare and written synchronously before a checkpoint:
 			// kafka-go's default 1s batch timeout would stall the partition.
 			BatchTimeout: 2 * time.Millisecond,
+			// An own transport, closed with the consumer: the shared default one
+			// keeps connection-pool goroutines alive for the life of the process.
+			Transport: &kafka.Transport{},
 		},
 		assigned: make(map[int]struct{}),
 		byReason: make(map[events.Reason]int64),
@@ -192,7 +195,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("joining consumer group: %w", err)
 	}
-	defer func() { _ = c.dlq.Close() }()
+	defer func() {
+		_ = c.dlq.Close()
+		c.dlq.Transport.(*kafka.Transport).CloseIdleConnections()
+	}()
 	// Close ends the current generation, waits for its partition workers (which
 	// checkpoint on the way out) and leaves the group.
 	defer func() { _ = group.Close() }()
@@ -286,9 +292,9 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 		QueueCapacity: 4096,
 	})
 	defer func() { _ = r.Close() }()
-	start := from
-	if start == store.OffsetStart {
-		start = kafka.FirstOffset
+	start, err := c.startOffset(ctx, pid, from, log)
+	if err != nil {
+		return err
 	}
 	if err := r.SetOffset(start); err != nil {
 		return fmt.Errorf("positioning reader at %d: %w", start, err)
@@ -320,6 +326,36 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 			return nil
 		}
 	}
+}
+
+// startOffset decides where to read from. A stored offset outside the log
+// means the log changed under us, and kafka-go would otherwise wait silently
+// for an offset beyond the end: past the end, the topic was recreated, so every
+// record in it is new; before the start, retention deleted records nobody read.
+func (c *Consumer) startOffset(ctx context.Context, pid store.PartitionID, from int64, log *slog.Logger) (int64, error) {
+	if from == store.OffsetStart {
+		return kafka.FirstOffset, nil
+	}
+	conn, err := kafka.DialLeader(ctx, "tcp", c.cfg.Brokers[0], pid.Topic, pid.Partition)
+	if err != nil {
+		return 0, fmt.Errorf("reading log bounds: %w", err)
+	}
+	defer func() { _ = conn.Close() }()
+	first, last, err := conn.ReadOffsets()
+	if err != nil {
+		return 0, fmt.Errorf("reading log bounds: %w", err)
+	}
+	switch {
+	case from > last:
+		log.ErrorContext(ctx, "stored offset is past the end of the log; the topic was recreated, reading it from the start",
+			slog.Int64("stored", from), slog.Int64("log_end", last))
+		return first, nil
+	case from < first:
+		log.ErrorContext(ctx, "records were deleted before they were read; resuming at the log start",
+			slog.Int64("stored", from), slog.Int64("log_start", first), slog.Int64("lost", first-from))
+		return first, nil
+	}
+	return from, nil
 }
 
 // fetch waits for one record, then gathers more until the batch is full or

@@ -319,8 +319,12 @@ func simulate(ctx context.Context, brokers []string, topic string, fans []demoFa
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: 5 * time.Millisecond,
+		Transport:    &kafka.Transport{},
 	}
-	defer func() { _ = w.Close() }()
+	defer func() {
+		_ = w.Close()
+		w.Transport.(*kafka.Transport).CloseIdleConnections()
+	}()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	perTick := max(rate/10, 1)
