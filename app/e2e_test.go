@@ -93,6 +93,7 @@ func (e *env) start(seed func(ctx context.Context, st *store.Store) error) *app.
 	a, err := app.Start(e.t.Context(), e.settings, app.Options{
 		Logger:        slog.New(slog.DiscardHandler),
 		BeforeConsume: seed,
+		Outbox:        func() any { return e.sb.Outbox() },
 		// Short group timings so a restarted member gets its partitions quickly.
 		SessionTimeout: 6 * time.Second, RebalanceTimeout: 6 * time.Second, HeartbeatInterval: 500 * time.Millisecond,
 	})
@@ -356,6 +357,21 @@ func TestEndToEndOfferIsIssuedOnceAndDeliveredOnEachChannel(t *testing.T) {
 		t.Fatal("no push message")
 	}
 
+	// The outbox shows what the sandboxes received; readiness reports every check.
+	var outbox demo.Outbox
+	getJSON(t, base+"/dev/outbox", http.StatusOK, &outbox)
+	if len(outbox.SMS) != 1 || outbox.SMS[0].To != "+14155550102" || len(outbox.Email) != 1 || outbox.Email[0].CustomArgs["offer_id"] == "" {
+		t.Errorf("outbox %+v", outbox)
+	}
+	var ready struct {
+		Ready  bool              `json:"ready"`
+		Checks map[string]string `json:"checks"`
+	}
+	getJSON(t, base+"/readyz", http.StatusOK, &ready)
+	if !ready.Ready || len(ready.Checks) != 4 || ready.Checks["partitions"] != "ok" || ready.Checks["migrations"] != "ok" {
+		t.Errorf("readyz %+v", ready)
+	}
+
 	// Bad events went to the DLQ with their reason; the unlinked one was only counted.
 	dlq := readAll(t, e.brokers, dlqTopic, 0, 2)
 	reasons := []string{header(dlq[0], "dlq_reason"), header(dlq[1], "dlq_reason")}
@@ -591,5 +607,20 @@ func TestTwoMembersShareThePartitions(t *testing.T) {
 	}
 	if len(o) != len(fans) {
 		t.Errorf("%d offers after the hand-over, want %d", len(o), len(fans))
+	}
+}
+
+func getJSON(t *testing.T, url string, wantStatus int, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != wantStatus {
+		t.Fatalf("GET %s: status %d, want %d", url, resp.StatusCode, wantStatus)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
 	}
 }

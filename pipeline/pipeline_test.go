@@ -1,0 +1,108 @@
+package pipeline
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/crescendo-hq/crescendo/events"
+	"github.com/crescendo-hq/crescendo/offers"
+)
+
+type dir map[string]uuid.UUID
+
+func (d dir) KnownPartner(id string) bool { return id == "p" }
+func (d dir) Fan(partner, user string) (uuid.UUID, bool) {
+	f, ok := d[user]
+	return f, ok && partner == "p"
+}
+
+type rules []offers.Rule
+
+func (r rules) ForPerformer(p string) []offers.Rule {
+	if p == "perf" {
+		return r
+	}
+	return nil
+}
+
+func listenAt(user string, at time.Time, minutes int) events.Event {
+	return events.Event{ID: user + at.String(), Source: "p", Subject: user, Type: events.TypeListen, Time: at,
+		Listen: &events.Listen{Performer: "perf", MsPlayed: int64(minutes) * 60_000}}
+}
+
+func TestPartitionIssuesOffersOnlyInALiveSession(t *testing.T) {
+	fan := uuid.New()
+	now := time.Date(2026, 11, 20, 20, 0, 0, 0, time.UTC)
+	r := offers.Rule{ID: "r", Version: 1, PerformerID: "perf", ShowID: "s", WindowDays: 7, Lifetime: time.Hour,
+		Tiers: []offers.Tier{{Threshold: 10}, {Threshold: 30}}, Channels: []offers.Channel{offers.ChannelSMS}}
+	p, err := New(Config{Directory: dir{"u": fan}, Rules: rules{r}, Clock: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := p.Apply(listenAt("u", now, 9))
+	if err != nil || len(res.Offers) != 0 || res.Fan != fan {
+		t.Fatalf("below threshold: %+v %v", res, err)
+	}
+	res, _ = p.Apply(listenAt("u", now.Add(time.Minute), 2))
+	if len(res.Offers) != 1 || res.Offers[0].Tier != 1 || res.Offers[0].IndexValue != 11 {
+		t.Fatalf("crossing tier 1: %+v", res.Offers)
+	}
+	// A non-listen event carries no session; the index only moves on listens here.
+	res, _ = p.Apply(events.Event{ID: "f", Source: "p", Subject: "u", Type: events.TypeFollow, Time: now, Follow: &events.Follow{Performer: "perf"}})
+	if len(res.Offers) != 0 {
+		t.Fatalf("follow issued offers: %+v", res.Offers)
+	}
+	// A late play from two hours earlier is outside the live session: it adds to
+	// the index but the crossing it causes issues nothing.
+	res, _ = p.Apply(listenAt("u", now.Add(-2*time.Hour), 25))
+	if len(res.Offers) != 0 {
+		t.Fatalf("crossing outside a live session issued %+v", res.Offers)
+	}
+	// The next live listen issues tier 2, once.
+	res, _ = p.Apply(listenAt("u", now.Add(2*time.Minute), 1))
+	if len(res.Offers) != 1 || res.Offers[0].Tier != 2 {
+		t.Fatalf("tier 2: %+v", res.Offers)
+	}
+	res, _ = p.Apply(listenAt("u", now.Add(3*time.Minute), 1))
+	if len(res.Offers) != 0 {
+		t.Fatalf("offer issued twice: %+v", res.Offers)
+	}
+
+	d := p.Flush()
+	if len(d.Offers) != 2 || len(d.Listening) != 1 || len(d.Sessions) != 1 {
+		t.Fatalf("delta: %d offers, %d pairs, %d sessions", len(d.Offers), len(d.Listening), len(d.Sessions))
+	}
+	if !p.Flush().Empty() {
+		t.Fatal("second flush not empty")
+	}
+
+	// State reloaded into a new owner remembers the offers already issued.
+	q, _ := New(Config{Directory: dir{"u": fan}, Rules: rules{r}})
+	q.Load(State{Listening: d.Listening, Sessions: d.Sessions, Issued: []offers.Key{d.Offers[0].Key(), d.Offers[1].Key()}})
+	res, _ = q.Apply(listenAt("u", now.Add(4*time.Minute), 1))
+	if len(res.Offers) != 0 {
+		t.Fatalf("reloaded owner re-issued %+v", res.Offers)
+	}
+}
+
+func TestPartitionDropsUnlinkedAndRejectsUnknownPartners(t *testing.T) {
+	p, _ := New(Config{Directory: dir{}, Rules: rules{}})
+	res, err := p.Apply(listenAt("stranger", time.Now(), 5))
+	if err != nil || !res.Dropped {
+		t.Fatalf("unlinked: %+v %v", res, err)
+	}
+	if !p.Flush().Empty() {
+		t.Fatal("a dropped event left state behind")
+	}
+	ev := listenAt("u", time.Now(), 5)
+	ev.Source = "impostor"
+	_, err = p.Apply(ev)
+	var rej *events.Rejection
+	if !errors.As(err, &rej) || rej.Reason != ReasonUnknownPartner {
+		t.Fatalf("unknown partner: %v", err)
+	}
+}

@@ -1,0 +1,266 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/crescendo-hq/crescendo/index"
+	"github.com/crescendo-hq/crescendo/internal/testdb"
+	"github.com/crescendo-hq/crescendo/offers"
+	"github.com/crescendo-hq/crescendo/pipeline"
+	"github.com/crescendo-hq/crescendo/sessions"
+	"github.com/crescendo-hq/crescendo/store"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func open(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.Open(t.Context(), store.Config{URL: testdb.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// catalog stores a performer, show, rule and fan, and returns the fan.
+func catalog(t *testing.T, s *store.Store) uuid.UUID {
+	t.Helper()
+	ctx := t.Context()
+	fan := uuid.New()
+	must(t, s.PutPartner(ctx, store.Partner{ID: "p", Name: "P", APIKey: "key"}))
+	must(t, s.PutPerformer(ctx, "perf", "Perf"))
+	must(t, s.PutShow(ctx, store.Show{ID: "show", PerformerID: "perf", Name: "Show", StartsAt: time.Now(), VenueName: "V", VenueLat: 1, VenueLon: 2}))
+	must(t, s.PutRule(ctx, rule(10)))
+	must(t, s.PutFan(ctx, store.Fan{ID: fan, DisplayName: "Fan", Email: "f@example.com", TimeZone: "UTC"}))
+	must(t, s.LinkAccount(ctx, "p", "user-1", fan))
+	return fan
+}
+
+func rule(threshold float64) offers.Rule {
+	return offers.Rule{ID: "r", PerformerID: "perf", ShowID: "show", WindowDays: 7,
+		Tiers: []offers.Tier{{Threshold: threshold, Perks: []string{"presale"}}}, Channels: []offers.Channel{offers.ChannelEmail}, Lifetime: time.Hour}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenTwiceMigratesOnce(t *testing.T) {
+	url := testdb.New(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := store.Open(context.Background(), store.Config{URL: url})
+			if err == nil {
+				ok, cerr := s.MigrationsCurrent(context.Background())
+				if cerr == nil && !ok {
+					cerr = errors.New("migrations pending after Open")
+				}
+				err = cerr
+				s.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Errorf("concurrent Open: %v", err)
+		}
+	}
+}
+
+func TestCommitIsFencedAndOffersAreUnique(t *testing.T) {
+	s := open(t)
+	fan := catalog(t, s)
+	ctx := t.Context()
+	pid := store.PartitionID{Group: "g", Topic: "t", Partition: 3}
+
+	_, from, err := s.LoadPartition(ctx, pid)
+	if err != nil || from != store.OffsetStart {
+		t.Fatalf("fresh partition offset %d, %v", from, err)
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	key := index.Key{Fan: fan, Performer: "perf"}
+	var ctr index.Counter
+	ctr.Add(now, 12*time.Minute)
+	offer := func() offers.Offer {
+		return offers.Offer{ID: uuid.New(), FanID: fan, RuleID: "r", RuleVersion: 1, Tier: 1, PerformerID: "perf", ShowID: "show",
+			Perks: []string{"presale"}, IndexValue: 12, EventID: "p/e1", IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+	}
+	var enqueued []uuid.UUID
+	enqueue := func(_ context.Context, _ pgx.Tx, ids []uuid.UUID) error {
+		enqueued = append(enqueued, ids...)
+		return nil
+	}
+	first := offer()
+	inserted, err := s.Commit(ctx, store.Checkpoint{PartitionID: pid, From: from, To: 10, Delta: pipeline.Delta{
+		Listening: map[index.Key]index.Counter{key: ctr},
+		Sessions:  map[uuid.UUID]sessions.Session{fan: {Start: now, Last: now}},
+		Offers:    []offers.Offer{first},
+	}}, enqueue)
+	if err != nil || len(inserted) != 1 || inserted[0] != first.ID {
+		t.Fatalf("first commit: %v %v", inserted, err)
+	}
+
+	// A stale owner still believes the offset is OffsetStart: it is fenced and changes nothing.
+	var other index.Counter
+	other.Add(now, time.Hour)
+	_, err = s.Commit(ctx, store.Checkpoint{PartitionID: pid, From: from, To: 20, Delta: pipeline.Delta{
+		Listening: map[index.Key]index.Counter{key: other},
+	}}, enqueue)
+	if !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("stale commit: %v, want ErrFenced", err)
+	}
+
+	// The owner goes on; a second offer for the same fan, rule and tier is refused by the database.
+	inserted, err = s.Commit(ctx, store.Checkpoint{PartitionID: pid, From: 10, To: 15, Delta: pipeline.Delta{Offers: []offers.Offer{offer()}}}, enqueue)
+	if err != nil || len(inserted) != 0 {
+		t.Fatalf("duplicate offer inserted: %v %v", inserted, err)
+	}
+	if len(enqueued) != 1 || enqueued[0] != first.ID {
+		t.Fatalf("enqueued %v, want only the first offer", enqueued)
+	}
+
+	st, next, err := s.LoadPartition(ctx, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next != 15 {
+		t.Errorf("next offset %d, want 15", next)
+	}
+	if got := st.Listening[key]; got != ctr {
+		t.Errorf("listening %+v, want %+v (the fenced write must not land)", got, ctr)
+	}
+	if s := st.Sessions[fan]; !s.Start.Equal(now) || !s.Last.Equal(now) {
+		t.Errorf("session %+v", s)
+	}
+	if len(st.Issued) != 1 || st.Issued[0] != first.Key() {
+		t.Errorf("issued %v", st.Issued)
+	}
+	// Another partition's state is its own.
+	st, _, err = s.LoadPartition(ctx, store.PartitionID{Group: "g", Topic: "t", Partition: 4})
+	if err != nil || len(st.Listening) != 0 {
+		t.Errorf("partition 4 sees %d pairs, %v", len(st.Listening), err)
+	}
+}
+
+func TestExpireOffersAndRunJobOnceAcrossCallers(t *testing.T) {
+	s := open(t)
+	fan := catalog(t, s)
+	ctx := t.Context()
+	past := time.Now().Add(-2 * time.Hour)
+	_, from, _ := s.LoadPartition(ctx, store.PartitionID{Group: "g", Topic: "t"})
+	_, err := s.Commit(ctx, store.Checkpoint{PartitionID: store.PartitionID{Group: "g", Topic: "t"}, From: from, To: 1, Delta: pipeline.Delta{
+		Offers: []offers.Offer{{ID: uuid.New(), FanID: fan, RuleID: "r", RuleVersion: 1, Tier: 1, PerformerID: "perf", ShowID: "show",
+			Perks: []string{"x"}, EventID: "e", IssuedAt: past, ExpiresAt: past.Add(time.Hour)}},
+	}}, nil)
+	must(t, err)
+
+	// Two replicas run the job at once: exactly one runs it, the other is told it is busy.
+	release := make(chan struct{})
+	entered := make(chan struct{}, 2)
+	done := make(chan error, 2)
+	for range 2 {
+		go func() {
+			done <- s.RunJob(ctx, "offer-expiry", time.Now, func(ctx context.Context) (int64, error) {
+				entered <- struct{}{}
+				<-release
+				return s.ExpireOffers(ctx, time.Now())
+			})
+		}()
+	}
+	<-entered
+	// While the first holds the job, the second returns without entering it.
+	if err := <-done; !errors.Is(err, store.ErrJobBusy) {
+		t.Fatalf("second caller: %v, want ErrJobBusy", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("running caller: %v", err)
+	}
+	if len(entered) != 0 {
+		t.Fatal("both callers entered the job")
+	}
+	runs, err := s.JobRuns(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 1 || runs[0].Outcome != "ok" || runs[0].Rows != 1 || runs[0].FinishedAt == nil {
+		t.Fatalf("runs %+v", runs)
+	}
+	stored, err := s.Offers(ctx)
+	if err != nil || len(stored) != 1 || stored[0].Status != store.OfferExpired {
+		t.Fatalf("offers %+v, %v", stored, err)
+	}
+	// A failing job is recorded with its error.
+	boom := errors.New("boom")
+	if err := s.RunJob(ctx, "failing", time.Now, func(context.Context) (int64, error) { return 0, boom }); !errors.Is(err, boom) {
+		t.Fatalf("failing job: %v", err)
+	}
+	runs, _ = s.JobRuns(ctx, 1)
+	if runs[0].Job != "failing" || runs[0].Outcome != "error" || runs[0].Error != "boom" {
+		t.Fatalf("failed run recorded as %+v", runs[0])
+	}
+}
+
+func TestRulesAreVersionedAndDirectoryFollowsLinks(t *testing.T) {
+	s := open(t)
+	fan := catalog(t, s)
+	ctx := t.Context()
+	must(t, s.PutRule(ctx, rule(10))) // unchanged: same version
+	rules, err := s.Rules(ctx, true)
+	if err != nil || len(rules) != 1 || rules[0].Version != 1 {
+		t.Fatalf("rules %+v, %v", rules, err)
+	}
+	must(t, s.PutRule(ctx, rule(20)))
+	rules, _ = s.Rules(ctx, true)
+	if rules[0].Version != 2 || rules[0].Tiers[0].Threshold != 20 || rules[0].Lifetime != time.Hour {
+		t.Fatalf("changed rule %+v", rules[0])
+	}
+	if err := s.PutRule(ctx, offers.Rule{ID: "bad"}); err == nil {
+		t.Fatal("invalid rule stored")
+	}
+
+	dir, err := s.NewDirectory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := dir.Fan("p", "user-1"); !ok || got != fan {
+		t.Fatalf("directory: %v %v", got, ok)
+	}
+	if !dir.KnownPartner("p") || dir.KnownPartner("q") {
+		t.Fatal("partner lookup wrong")
+	}
+	if _, ok := dir.Fan("p", "user-2"); ok {
+		t.Fatal("unlinked account resolved")
+	}
+	_, err = s.Pool().Exec(ctx, "DELETE FROM fans WHERE id = $1", fan)
+	must(t, err)
+	must(t, dir.Refresh(ctx))
+	if _, ok := dir.Fan("p", "user-1"); ok {
+		t.Fatal("deleted fan still resolved after refresh")
+	}
+	id, ok, err := s.PartnerByKey(ctx, "key")
+	if err != nil || !ok || id != "p" {
+		t.Fatalf("partner by key: %q %v %v", id, ok, err)
+	}
+	if _, ok, _ := s.PartnerByKey(ctx, "nope"); ok {
+		t.Fatal("wrong key accepted")
+	}
+}
