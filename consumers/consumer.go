@@ -66,6 +66,10 @@ type Config struct {
 	// RetryBackoff is the first wait after a failed load or checkpoint; it doubles up to 5s.
 	RetryBackoff time.Duration // default 100ms
 
+	// ObserveApply, when set, receives for every applied event the time from
+	// reading it to the index reflecting it (benchmarks and metrics).
+	ObserveApply func(time.Duration)
+
 	Logger *slog.Logger
 	Clock  func() time.Time
 }
@@ -301,14 +305,14 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 	}
 	log.InfoContext(ctx, "partition loaded", slog.Int64("offset", from), slog.Int("pairs", len(state.Listening)))
 
-	batch := make([]kafka.Message, 0, c.cfg.BatchSize)
+	var dead []kafka.Message
 	for {
-		batch = c.fetch(ctx, r, batch[:0])
-		if len(batch) == 0 {
+		var n int
+		var next int64
+		n, next, dead = c.readBatch(ctx, r, part, pid, dead[:0])
+		if n == 0 {
 			return nil // ctx done with nothing read
 		}
-		dead := c.apply(ctx, part, pid, batch)
-		to := batch[len(batch)-1].Offset + 1
 		// The work for these records is done in memory; make it durable even if
 		// the partition is being taken away, so the next owner does not redo it.
 		cctx := ctx
@@ -317,11 +321,11 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 			cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), c.cfg.CheckpointTimeout)
 			defer cancel()
 		}
-		if err := c.checkpoint(cctx, part, pid, from, to, dead, log); err != nil {
+		if err := c.checkpoint(cctx, part, pid, from, next, dead, log); err != nil {
 			return err
 		}
-		from = to
-		_ = gen.CommitOffsets(map[string]map[int]int64{pid.Topic: {pid.Partition: to}})
+		from = next
+		_ = gen.CommitOffsets(map[string]map[int]int64{pid.Topic: {pid.Partition: next}})
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -358,61 +362,64 @@ func (c *Consumer) startOffset(ctx context.Context, pid store.PartitionID, from 
 	return from, nil
 }
 
-// fetch waits for one record, then gathers more until the batch is full or
-// BatchLinger passes.
-func (c *Consumer) fetch(ctx context.Context, r *kafka.Reader, batch []kafka.Message) []kafka.Message {
+// readBatch applies records as they arrive, so the index reflects an event as
+// soon as it is read, until the batch is full or BatchLinger has passed since
+// its first record. It returns how many records it read, the next offset, and
+// the records to dead-letter.
+func (c *Consumer) readBatch(ctx context.Context, r *kafka.Reader, part *pipeline.Partition, pid store.PartitionID, dead []kafka.Message) (int, int64, []kafka.Message) {
 	m, err := r.FetchMessage(ctx)
 	if err != nil {
-		return batch
+		return 0, 0, dead
 	}
-	batch = append(batch, m)
+	dead = c.apply(ctx, part, pid, m, dead)
+	n, next := 1, m.Offset+1
 	lctx, cancel := context.WithTimeout(ctx, c.cfg.BatchLinger)
 	defer cancel()
-	for len(batch) < c.cfg.BatchSize {
+	for n < c.cfg.BatchSize {
 		m, err := r.FetchMessage(lctx)
 		if err != nil {
 			break
 		}
-		batch = append(batch, m)
+		dead = c.apply(ctx, part, pid, m, dead)
+		n, next = n+1, m.Offset+1
 	}
-	return batch
+	return n, next, dead
 }
 
-// apply runs a batch through the pipeline and returns the records to dead-letter.
-func (c *Consumer) apply(ctx context.Context, part *pipeline.Partition, pid store.PartitionID, batch []kafka.Message) []kafka.Message {
-	var dead []kafka.Message
-	headers := make([]events.Header, 0, 8)
-	for _, m := range batch {
-		c.read.Add(1)
-		headers = headers[:0]
-		for _, h := range m.Headers {
-			headers = append(headers, events.Header{Key: h.Key, Value: h.Value})
-		}
-		ev, err := c.cfg.Decoder.Decode(m.Value, headers)
-		if err == nil {
-			var res pipeline.Result
-			res, err = part.Apply(ev)
-			if err == nil {
-				if res.Dropped {
-					c.dropped.Add(1)
-				} else {
-					c.applied.Add(1)
-				}
-				continue
-			}
-		}
-		var rej *events.Rejection
-		if !errors.As(err, &rej) {
-			rej = &events.Rejection{Reason: "internal", Detail: err.Error()}
-		}
-		c.mu.Lock()
-		c.byReason[rej.Reason]++
-		c.mu.Unlock()
-		c.logger.DebugContext(ctx, "dead-lettering event", slog.Int("partition", pid.Partition),
-			slog.Int64("offset", m.Offset), slog.String("reason", string(rej.Reason)))
-		dead = append(dead, deadLetter(m, rej))
+// apply runs one record through the pipeline, adding it to dead if it must be dead-lettered.
+func (c *Consumer) apply(ctx context.Context, part *pipeline.Partition, pid store.PartitionID, m kafka.Message, dead []kafka.Message) []kafka.Message {
+	readAt := time.Now()
+	c.read.Add(1)
+	headers := make([]events.Header, len(m.Headers))
+	for i, h := range m.Headers {
+		headers[i] = events.Header{Key: h.Key, Value: h.Value}
 	}
-	return dead
+	ev, err := c.cfg.Decoder.Decode(m.Value, headers)
+	if err == nil {
+		var res pipeline.Result
+		res, err = part.Apply(ev)
+		if err == nil {
+			if res.Dropped {
+				c.dropped.Add(1)
+			} else {
+				c.applied.Add(1)
+			}
+			if c.cfg.ObserveApply != nil {
+				c.cfg.ObserveApply(time.Since(readAt))
+			}
+			return dead
+		}
+	}
+	var rej *events.Rejection
+	if !errors.As(err, &rej) {
+		rej = &events.Rejection{Reason: "internal", Detail: err.Error()}
+	}
+	c.mu.Lock()
+	c.byReason[rej.Reason]++
+	c.mu.Unlock()
+	c.logger.DebugContext(ctx, "dead-lettering event", slog.Int("partition", pid.Partition),
+		slog.Int64("offset", m.Offset), slog.String("reason", string(rej.Reason)))
+	return append(dead, deadLetter(m, rej))
 }
 
 // deadLetter copies a record for the DLQ with the reason and its origin in headers.
