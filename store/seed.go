@@ -136,3 +136,39 @@ func (s *Store) PutRule(ctx context.Context, r offers.Rule) error {
 	}
 	return nil
 }
+
+// BulkFan is one fan and the partner account linked to it, for bulk loads.
+type BulkFan struct {
+	Fan
+	PartnerUserID string
+}
+
+// BulkLoadFans inserts many new fans and their linked accounts with COPY, for
+// benchmarks and imports. The fans must not exist yet.
+func (s *Store) BulkLoadFans(ctx context.Context, partnerID string, fans []BulkFan) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"fans"}, []string{"id", "display_name", "phone", "email", "time_zone"},
+			pgx.CopyFromSlice(len(fans), func(i int) ([]any, error) {
+				f := fans[i]
+				return []any{f.ID, f.DisplayName, nullable(f.Phone), nullable(f.Email), f.TimeZone}, nil
+			}))
+		if err != nil {
+			return fmt.Errorf("copying fans: %w", err)
+		}
+		_, err = tx.CopyFrom(ctx, pgx.Identifier{"linked_accounts"}, []string{"partner_id", "partner_user_id", "fan_id"},
+			pgx.CopyFromSlice(len(fans), func(i int) ([]any, error) {
+				return []any{partnerID, fans[i].PartnerUserID, fans[i].ID}, nil
+			}))
+		if err != nil {
+			return fmt.Errorf("copying linked accounts: %w", err)
+		}
+		return nil
+	})
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

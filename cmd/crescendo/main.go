@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/crescendo-hq/crescendo/app"
+	"github.com/crescendo-hq/crescendo/bench"
 	"github.com/crescendo-hq/crescendo/config"
 	"github.com/crescendo-hq/crescendo/demo"
 )
@@ -26,6 +27,7 @@ const usage = `usage: crescendo <command> [flags]
 commands:
   serve   consume activity, issue and deliver offers (settings from the environment; see README)
   demo    run end to end on this machine: embedded broker, provider sandboxes, simulated partner app
+  bench   measure the consumer path against a bare kafka-go reader (see README)
 `
 
 func main() {
@@ -48,6 +50,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, args[1:], getenv, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], getenv, stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -114,6 +118,28 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	_, err = demo.Run(ctx, demo.Config{Settings: s, Duration: *duration, Rate: *rate, Fans: *fans, Out: stdout, Logger: logger})
 	return err
+}
+
+func runBench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg bench.Config
+	fs.IntVar(&cfg.Events, "events", 1_000_000, "events to pre-load and drain")
+	fs.IntVar(&cfg.Fans, "fans", 100_000, "fans (each with one linked account)")
+	fs.IntVar(&cfg.Performers, "performers", 1_000, "performers (Zipf popularity; rules on the top tenth)")
+	fs.IntVar(&cfg.Partitions, "partitions", 8, "partitions of the activity topic")
+	fs.Uint64Var(&cfg.Seed, "seed", 1, "generator seed")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.AdminURL = getenv("BENCH_DATABASE_URL")
+	cfg.Out = stdout
+	res, err := bench.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	res.Print(stdout, cfg)
+	return nil
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

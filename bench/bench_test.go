@@ -1,0 +1,38 @@
+package bench
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/crescendo-hq/crescendo/internal/testdb"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestRunSmall runs the benchmark on a small load to keep the command working;
+// the figures themselves come from `crescendo bench`, not from this test.
+func TestRunSmall(t *testing.T) {
+	var out bytes.Buffer
+	cfg := Config{Events: 20_000, Fans: 500, Performers: 50, Partitions: 4, AdminURL: testdb.AdminURL(), Out: &out}
+	res, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Print(&out, cfg)
+	t.Log(out.String())
+	if res.ConsumerRate <= 0 || res.BareRate <= 0 || res.P99 < res.P50 || res.P50 <= 0 {
+		t.Errorf("implausible figures: %+v", res)
+	}
+	if res.Pairs == 0 || res.Pairs > 500*50 || res.BytesPerPair <= 0 {
+		t.Errorf("pairs %d, %.0f bytes/pair", res.Pairs, res.BytesPerPair)
+	}
+	if res.OffersIssued == 0 {
+		t.Error("no offers issued: the load never crossed a threshold, so the offer path was not measured")
+	}
+	if !strings.Contains(out.String(), "bytes per tracked (fan, performer) pair") {
+		t.Error("report lacks the memory figure")
+	}
+}
