@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -129,8 +130,20 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	fs.IntVar(&cfg.Performers, "performers", 1_000, "performers (Zipf popularity; rules on the top tenth)")
 	fs.IntVar(&cfg.Partitions, "partitions", 8, "partitions of the activity topic")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "generator seed")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("creating CPU profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("starting CPU profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	cfg.AdminURL = getenv("BENCH_DATABASE_URL")
 	cfg.Out = stdout
