@@ -58,6 +58,7 @@ type Result struct {
 	BytesPerPair                  float64
 	OffersIssued                  int64
 	Checkpoints                   int64
+	CheckpointTime                time.Duration // summed over partitions
 }
 
 const topic = "bench-activity"
@@ -163,7 +164,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.ConsumerTime = end.Sub(time.Unix(0, firstRead.Load()))
 	res.ConsumerRate = float64(cfg.Events) / res.ConsumerTime.Seconds()
 	stats := c.Stats()
-	res.OffersIssued, res.Checkpoints = stats.OffersIssued, stats.Checkpoints
+	res.OffersIssued, res.Checkpoints, res.CheckpointTime = stats.OffersIssued, stats.Checkpoints, stats.CheckpointTime
 	n := min(int(nlat.Load()), len(lat))
 	sample := lat[:n]
 	slices.Sort(sample)
@@ -191,7 +192,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 func (r Result) Print(w io.Writer, cfg Config) {
 	fmt.Fprintf(w, "\nconditions: %d events, %d fans, %d performers, %d partitions, GOMAXPROCS=%d, %s/%s, in-process broker, local Postgres\n",
 		r.Events, cmp.Or(cfg.Fans, 100_000), cmp.Or(cfg.Performers, 1_000), cmp.Or(cfg.Partitions, 8), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
-	fmt.Fprintf(w, "consumer path:   %9.0f events/s  (%s; %d checkpoints, %d offers issued)\n", r.ConsumerRate, r.ConsumerTime.Round(time.Millisecond), r.Checkpoints, r.OffersIssued)
+	fmt.Fprintf(w, "consumer path:   %9.0f events/s  (%s; %d checkpoints taking %s summed over partitions; %d offers issued)\n",
+		r.ConsumerRate, r.ConsumerTime.Round(time.Millisecond), r.Checkpoints, r.CheckpointTime.Round(time.Millisecond), r.OffersIssued)
 	fmt.Fprintf(w, "bare reader:     %9.0f events/s  (%s)\n", r.BareRate, r.BareTime.Round(time.Millisecond))
 	fmt.Fprintf(w, "ratio:           %9.1f%%\n", 100*r.Ratio)
 	fmt.Fprintf(w, "read-to-index:   p50 %s, p99 %s\n", r.P50, r.P99)

@@ -83,6 +83,8 @@ type Stats struct {
 	OffersIssued int64 // offers newly inserted by checkpoints
 	Checkpoints  int64
 	Fenced       int64
+	// CheckpointTime is the time spent in successful checkpoint commits, summed over partitions.
+	CheckpointTime time.Duration
 }
 
 // Consumer is a member of the consumer group.
@@ -91,7 +93,7 @@ type Consumer struct {
 	logger *slog.Logger
 	dlq    *kafka.Writer
 
-	read, applied, dropped, dead, offersIssued, checkpoints, fenced atomic.Int64
+	read, applied, dropped, dead, offersIssued, checkpoints, fenced, checkpointNanos atomic.Int64
 
 	mu       sync.Mutex
 	assigned map[int]struct{}
@@ -156,6 +158,7 @@ func (c *Consumer) Stats() Stats {
 		Read: c.read.Load(), Applied: c.applied.Load(), Dropped: c.dropped.Load(),
 		DeadLettered: c.dead.Load(), OffersIssued: c.offersIssued.Load(),
 		Checkpoints: c.checkpoints.Load(), Fenced: c.fenced.Load(),
+		CheckpointTime: time.Duration(c.checkpointNanos.Load()),
 	}
 }
 
@@ -461,8 +464,10 @@ func (c *Consumer) checkpoint(ctx context.Context, part *pipeline.Partition, pid
 	}
 	delta := part.Flush()
 	for {
+		began := time.Now()
 		inserted, err := c.cfg.Checkpointer.Commit(ctx, store.Checkpoint{PartitionID: pid, From: from, To: to, Delta: delta})
 		if err == nil {
+			c.checkpointNanos.Add(int64(time.Since(began)))
 			c.checkpoints.Add(1)
 			c.offersIssued.Add(int64(len(inserted)))
 			return nil
