@@ -61,6 +61,11 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	JoinGroupBackoff  time.Duration
 
+	// SnapshotEvery is how many checkpoints append deltas to a partition's state
+	// log before one writes a snapshot in its place; it bounds the log a new owner
+	// reads. The first checkpoint after a load always snapshots. Default 64.
+	SnapshotEvery int
+
 	// CheckpointTimeout bounds the final checkpoint when a partition is given up.
 	CheckpointTimeout time.Duration // default 15s
 	// RetryBackoff is the first wait after a failed load or checkpoint; it doubles up to 5s.
@@ -127,6 +132,7 @@ func New(cfg Config) (*Consumer, error) {
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 5000)
 	cfg.BatchLinger = cmp.Or(cfg.BatchLinger, 20*time.Millisecond)
 	cfg.CheckpointTimeout = cmp.Or(cfg.CheckpointTimeout, 15*time.Second)
+	cfg.SnapshotEvery = cmp.Or(cfg.SnapshotEvery, 64)
 	cfg.RetryBackoff = cmp.Or(cfg.RetryBackoff, 100*time.Millisecond)
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
@@ -309,7 +315,7 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 	log.InfoContext(ctx, "partition loaded", slog.Int64("offset", from), slog.Int("pairs", len(state.Listening)))
 
 	var dead []kafka.Message
-	for {
+	for checkpoints := 0; ; checkpoints++ {
 		var n int
 		var next int64
 		n, next, dead = c.readBatch(ctx, r, part, pid, dead[:0])
@@ -324,7 +330,8 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 			cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), c.cfg.CheckpointTimeout)
 			defer cancel()
 		}
-		if err := c.checkpoint(cctx, part, pid, from, next, dead, log); err != nil {
+		snapshot := checkpoints%c.cfg.SnapshotEvery == 0
+		if err := c.checkpoint(cctx, part, pid, from, next, dead, snapshot, log); err != nil {
 			return err
 		}
 		from = next
@@ -440,7 +447,7 @@ func deadLetter(m kafka.Message, rej *events.Rejection) kafka.Message {
 
 // checkpoint writes dead letters, then the batch's effects with its offset.
 // Transient failures are retried with the same delta: it cannot be rebuilt.
-func (c *Consumer) checkpoint(ctx context.Context, part *pipeline.Partition, pid store.PartitionID, from, to int64, dead []kafka.Message, log *slog.Logger) error {
+func (c *Consumer) checkpoint(ctx context.Context, part *pipeline.Partition, pid store.PartitionID, from, to int64, dead []kafka.Message, snapshot bool, log *slog.Logger) error {
 	backoff := c.cfg.RetryBackoff
 	retry := func(what string, err error) error {
 		log.WarnContext(ctx, what, slog.Any("error", err), slog.Duration("retry_in", backoff))
@@ -462,10 +469,14 @@ func (c *Consumer) checkpoint(ctx context.Context, part *pipeline.Partition, pid
 			return rerr
 		}
 	}
-	delta := part.Flush()
+	cp := store.Checkpoint{PartitionID: pid, From: from, To: to, Delta: part.Flush()}
+	if snapshot {
+		full := part.State()
+		cp.Snapshot = &full
+	}
 	for {
 		began := time.Now()
-		inserted, err := c.cfg.Checkpointer.Commit(ctx, store.Checkpoint{PartitionID: pid, From: from, To: to, Delta: delta})
+		inserted, err := c.cfg.Checkpointer.Commit(ctx, cp)
 		if err == nil {
 			c.checkpointNanos.Add(int64(time.Since(began)))
 			c.checkpoints.Add(1)

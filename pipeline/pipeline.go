@@ -171,6 +171,11 @@ func (p *Partition) Flush() Delta {
 	return d
 }
 
+// State returns a copy of the partition's whole state, for snapshots.
+func (p *Partition) State() State {
+	return State{Listening: p.listening.Snapshot(), Sessions: p.sessions.Snapshot()}
+}
+
 // Minutes returns the listening minutes of a pair over days ending at now.
 func (p *Partition) Minutes(k index.Key, now time.Time, days int) float64 {
 	return p.listening.Minutes(k, now, days)

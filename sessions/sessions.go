@@ -91,3 +91,12 @@ func (t *Tracker) TakeDirty() map[uuid.UUID]Session {
 	clear(t.dirty)
 	return out
 }
+
+// Snapshot returns a copy of every session.
+func (t *Tracker) Snapshot() map[uuid.UUID]Session {
+	out := make(map[uuid.UUID]Session, len(t.sessions))
+	for f, s := range t.sessions {
+		out[f] = *s
+	}
+	return out
+}

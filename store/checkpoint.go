@@ -2,10 +2,8 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -47,39 +45,16 @@ func (s *Store) LoadPartition(ctx context.Context, p PartitionID) (pipeline.Stat
 			WHERE group_id = $1 AND topic = $2 AND partition = $3`, p.Group, p.Topic, p.Partition).Scan(&next); err != nil {
 			return fmt.Errorf("reading offset: %w", err)
 		}
-		rows, err := tx.Query(ctx, `SELECT fan_id, performer_id, last_day, seconds FROM listening_state
-			WHERE group_id = $1 AND partition = $2`, p.Group, p.Partition)
+		rows, err := tx.Query(ctx, `SELECT data FROM partition_state WHERE group_id = $1 AND partition = $2 ORDER BY seq`,
+			p.Group, p.Partition)
 		if err != nil {
-			return fmt.Errorf("reading listening state: %w", err)
+			return fmt.Errorf("reading state log: %w", err)
 		}
-		var (
-			fan       uuid.UUID
-			performer string
-			lastDay   int32
-			raw       []byte
-		)
-		_, err = pgx.ForEachRow(rows, []any{&fan, &performer, &lastDay, &raw}, func() error {
-			c, err := decodeCounter(lastDay, raw)
-			if err != nil {
-				return err
-			}
-			st.Listening[index.Key{Fan: fan, Performer: performer}] = c
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("reading listening state: %w", err)
-		}
-		rows, err = tx.Query(ctx, `SELECT fan_id, started_at, last_at FROM session_state
-			WHERE group_id = $1 AND partition = $2`, p.Group, p.Partition)
-		if err != nil {
-			return fmt.Errorf("reading sessions: %w", err)
-		}
-		var ss sessions.Session
-		if _, err := pgx.ForEachRow(rows, []any{&fan, &ss.Start, &ss.Last}, func() error {
-			st.Sessions[fan] = ss
-			return nil
+		var data []byte
+		if _, err := pgx.ForEachRow(rows, []any{&data}, func() error {
+			return decodeChunk(data, st.Listening, st.Sessions)
 		}); err != nil {
-			return fmt.Errorf("reading sessions: %w", err)
+			return fmt.Errorf("reading state log: %w", err)
 		}
 		rows, err = tx.Query(ctx, `SELECT fan_id, rule_id, tier FROM offers WHERE partition = $1`, p.Partition)
 		if err != nil {
@@ -106,6 +81,9 @@ type Checkpoint struct {
 	// From is the offset the owner loaded or last checkpointed; To is the next offset to read.
 	From, To int64
 	Delta    pipeline.Delta
+	// Snapshot, when set, is the partition's whole state after Delta: it is
+	// written in place of the state log, which then starts again from it.
+	Snapshot *pipeline.State
 }
 
 // EnqueueFunc queues deliveries for newly inserted offers inside the checkpoint's
@@ -129,10 +107,7 @@ func (s *Store) Commit(ctx context.Context, c Checkpoint, enqueue EnqueueFunc) (
 		if tag.RowsAffected() == 0 {
 			return ErrFenced
 		}
-		if err := writeListening(ctx, tx, c); err != nil {
-			return err
-		}
-		if err := writeSessions(ctx, tx, c); err != nil {
+		if err := appendState(ctx, tx, c); err != nil {
 			return err
 		}
 		for _, o := range c.Delta.Offers {
@@ -164,71 +139,30 @@ func (s *Store) Commit(ctx context.Context, c Checkpoint, enqueue EnqueueFunc) (
 	return inserted, nil
 }
 
-func writeListening(ctx context.Context, tx pgx.Tx, c Checkpoint) error {
-	n := len(c.Delta.Listening)
-	if n == 0 {
+// appendState appends the delta to the partition's state log, or replaces the
+// log with a snapshot.
+func appendState(ctx context.Context, tx pgx.Tx, c Checkpoint) error {
+	var seq int64
+	if err := tx.QueryRow(ctx, `SELECT COALESCE(max(seq), 0) + 1 FROM partition_state WHERE group_id = $1 AND partition = $2`,
+		c.Group, c.Partition).Scan(&seq); err != nil {
+		return fmt.Errorf("reading state log position: %w", err)
+	}
+	if c.Snapshot != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM partition_state WHERE group_id = $1 AND partition = $2`, c.Group, c.Partition); err != nil {
+			return fmt.Errorf("truncating state log: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO partition_state (group_id, partition, seq, kind, data) VALUES ($1, $2, $3, 'snapshot', $4)`,
+			c.Group, c.Partition, seq, encodeChunk(c.Snapshot.Listening, c.Snapshot.Sessions)); err != nil {
+			return fmt.Errorf("writing state snapshot: %w", err)
+		}
 		return nil
 	}
-	fans := make([]uuid.UUID, 0, n)
-	performers := make([]string, 0, n)
-	days := make([]int32, 0, n)
-	secs := make([][]byte, 0, n)
-	for k, ctr := range c.Delta.Listening {
-		fans = append(fans, k.Fan)
-		performers = append(performers, k.Performer)
-		days = append(days, ctr.LastDay)
-		secs = append(secs, encodeCounter(ctr))
-	}
-	_, err := tx.Exec(ctx, `INSERT INTO listening_state (group_id, partition, fan_id, performer_id, last_day, seconds)
-		SELECT $1, $2, f, p, d, s FROM unnest($3::uuid[], $4::text[], $5::int[], $6::bytea[]) AS u(f, p, d, s)
-		ON CONFLICT (group_id, partition, fan_id, performer_id)
-		DO UPDATE SET last_day = excluded.last_day, seconds = excluded.seconds`,
-		c.Group, c.Partition, fans, performers, days, secs)
-	if err != nil {
-		return fmt.Errorf("writing listening state: %w", err)
-	}
-	return nil
-}
-
-func writeSessions(ctx context.Context, tx pgx.Tx, c Checkpoint) error {
-	n := len(c.Delta.Sessions)
-	if n == 0 {
+	if len(c.Delta.Listening) == 0 && len(c.Delta.Sessions) == 0 {
 		return nil
 	}
-	fans := make([]uuid.UUID, 0, n)
-	starts := make([]time.Time, 0, n)
-	lasts := make([]time.Time, 0, n)
-	for f, s := range c.Delta.Sessions {
-		fans = append(fans, f)
-		starts = append(starts, s.Start)
-		lasts = append(lasts, s.Last)
-	}
-	_, err := tx.Exec(ctx, `INSERT INTO session_state (group_id, partition, fan_id, started_at, last_at)
-		SELECT $1, $2, f, s, l FROM unnest($3::uuid[], $4::timestamptz[], $5::timestamptz[]) AS u(f, s, l)
-		ON CONFLICT (group_id, partition, fan_id)
-		DO UPDATE SET started_at = excluded.started_at, last_at = excluded.last_at`,
-		c.Group, c.Partition, fans, starts, lasts)
-	if err != nil {
-		return fmt.Errorf("writing sessions: %w", err)
+	if _, err := tx.Exec(ctx, `INSERT INTO partition_state (group_id, partition, seq, kind, data) VALUES ($1, $2, $3, 'delta', $4)`,
+		c.Group, c.Partition, seq, encodeChunk(c.Delta.Listening, c.Delta.Sessions)); err != nil {
+		return fmt.Errorf("appending state delta: %w", err)
 	}
 	return nil
-}
-
-func encodeCounter(c index.Counter) []byte {
-	b := make([]byte, 4*index.WindowDays)
-	for i, s := range c.Seconds {
-		binary.LittleEndian.PutUint32(b[4*i:], s)
-	}
-	return b
-}
-
-func decodeCounter(lastDay int32, b []byte) (index.Counter, error) {
-	if len(b) != 4*index.WindowDays {
-		return index.Counter{}, fmt.Errorf("listening counter has %d bytes, want %d", len(b), 4*index.WindowDays)
-	}
-	c := index.Counter{LastDay: lastDay}
-	for i := range c.Seconds {
-		c.Seconds[i] = binary.LittleEndian.Uint32(b[4*i:])
-	}
-	return c, nil
 }
