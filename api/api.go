@@ -28,7 +28,9 @@ type Partners interface {
 // Config configures the HTTP API.
 type Config struct {
 	Partners Partners
-	Push     *push.Hub
+	// Fans, when set, serves fan registration, consent and erasure under /v1/users.
+	Fans Fans
+	Push *push.Hub
 	// Ready reports what keeps the process from serving, by check name; nil values pass.
 	Ready func(ctx context.Context) map[string]error
 	// Outbox, when set, serves GET /dev/outbox (demo and development only).
@@ -52,6 +54,9 @@ func New(cfg Config) (http.Handler, error) {
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.HandleFunc("GET /v1/push/stream", s.pushStream)
+	if cfg.Fans != nil {
+		s.routeFans(mux)
+	}
 	if cfg.Outbox != nil {
 		mux.HandleFunc("GET /dev/outbox", func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusOK, cfg.Outbox())

@@ -42,7 +42,8 @@ type Options struct {
 	// BeforeConsume runs after the store is ready and before the consumer
 	// starts (the demo seeds its data here).
 	BeforeConsume func(ctx context.Context, s *store.Store) error
-	// Group membership timing overrides, for tests that rebalance often.
+	// Group membership timing overrides, for tests that rebalance often; zero
+	// takes the settings (KAFKA_SESSION_TIMEOUT and the like).
 	SessionTimeout, RebalanceTimeout, HeartbeatInterval time.Duration
 }
 
@@ -150,11 +151,13 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	}
 	a.Consumer, err = consumers.New(consumers.Config{
 		Brokers: a.Brokers, Topic: s.Topic, DLQTopic: s.DLQTopic, GroupID: s.GroupID,
-		Decoder: decoder, Directory: a.Directory, Rules: a.Rules,
+		Decoder: decoder, Directory: a.Directory, Rules: a.Rules, Erasures: a.Directory,
 		Checkpointer: checkpointer{store: a.Store, enqueue: a.Dispatcher.EnqueueTx},
 		BatchLinger:  s.BatchLinger, SessionGap: s.SessionGap,
-		SessionTimeout: opts.SessionTimeout, RebalanceTimeout: opts.RebalanceTimeout, HeartbeatInterval: opts.HeartbeatInterval,
-		Logger: logger,
+		SessionTimeout:    cmp.Or(opts.SessionTimeout, s.SessionTimeout),
+		RebalanceTimeout:  cmp.Or(opts.RebalanceTimeout, s.RebalanceTimeout),
+		HeartbeatInterval: cmp.Or(opts.HeartbeatInterval, s.HeartbeatInterval),
+		Logger:            logger,
 	})
 	if err != nil {
 		return nil, err
@@ -174,7 +177,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	}
 
 	handler, err := api.New(api.Config{
-		Partners: a.Store, Push: a.Push, Outbox: opts.Outbox, Logger: logger,
+		Partners: a.Store, Fans: a.Store, Push: a.Push, Outbox: opts.Outbox, Logger: logger,
 		Ready: a.ready,
 	})
 	if err != nil {
@@ -203,10 +206,20 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 
 	refreshCtx, refreshStop := context.WithCancel(context.WithoutCancel(ctx))
 	a.refreshStop = refreshStop
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
 		a.refreshLoop(refreshCtx, s.RefreshInterval)
+	}()
+	// Consent withdrawals, erasures and rule changes reach every replica at once;
+	// the periodic refresh above is the fallback if a notification is missed.
+	go func() {
+		defer a.wg.Done()
+		_ = a.Directory.Listen(refreshCtx, func(ctx context.Context) {
+			if err := a.Rules.Refresh(ctx); err != nil && ctx.Err() == nil {
+				logger.WarnContext(ctx, "refreshing rules", slog.Any("error", err))
+			}
+		})
 	}()
 
 	consumeCtx, consumeStop := context.WithCancel(context.WithoutCancel(ctx))

@@ -43,6 +43,11 @@ type Settings struct {
 	ShutdownTimeout time.Duration     // SHUTDOWN_TIMEOUT
 	LogLevel        string            // LOG_LEVEL
 	LogFormat       string            // LOG_FORMAT
+
+	// Consumer group timing: how soon a crashed member's partitions move on.
+	SessionTimeout    time.Duration // KAFKA_SESSION_TIMEOUT
+	RebalanceTimeout  time.Duration // KAFKA_REBALANCE_TIMEOUT
+	HeartbeatInterval time.Duration // KAFKA_HEARTBEAT_INTERVAL
 }
 
 // Var documents one environment variable.
@@ -59,6 +64,9 @@ var Vars = []Var{
 	{"KAFKA_DLQ_TOPIC", "fan-activity.dlq", "Dead-letter topic for events that cannot be used."},
 	{"KAFKA_GROUP_ID", "crescendo", "Consumer group of the Crescendo processes."},
 	{"KAFKA_PARTITIONS", "12", "Partitions of the activity topic when Crescendo creates it."},
+	{"KAFKA_SESSION_TIMEOUT", "30s", "How long the group waits for a silent member (a crashed process) before it hands its partitions to the others."},
+	{"KAFKA_REBALANCE_TIMEOUT", "30s", "How long the group waits for members to rejoin during a rebalance."},
+	{"KAFKA_HEARTBEAT_INTERVAL", "3s", "How often a member tells the group it is alive; well under the session timeout."},
 	{"DATABASE_URL", "postgres://postgres@127.0.0.1:5432/crescendo?sslmode=disable", "Postgres connection string."},
 	{"DATABASE_CREATE", "false (demo: true)", "Create the database if it does not exist."},
 	{"HTTP_ADDR", "127.0.0.1:8080", "HTTP listen address (API, push streams, health)."},
@@ -134,6 +142,9 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 		LogLevel:        get("LOG_LEVEL", "info"),
 		LogFormat:       get("LOG_FORMAT", "json"),
 	}
+	s.SessionTimeout = dur("KAFKA_SESSION_TIMEOUT", "30s")
+	s.RebalanceTimeout = dur("KAFKA_REBALANCE_TIMEOUT", "30s")
+	s.HeartbeatInterval = dur("KAFKA_HEARTBEAT_INTERVAL", "3s")
 	s.DLQTopic = get("KAFKA_DLQ_TOPIC", s.Topic+".dlq")
 	if b := get("KAFKA_BROKERS", ""); b != "" {
 		for _, h := range strings.Split(b, ",") {

@@ -36,6 +36,11 @@ type Checkpointer interface {
 	Commit(ctx context.Context, c store.Checkpoint) ([]uuid.UUID, error)
 }
 
+// Erasures reports erased fans with a version that changes when the set may have.
+type Erasures interface {
+	Erased() (fans map[uuid.UUID]struct{}, version uint64)
+}
+
 // Config configures a Consumer.
 type Config struct {
 	Brokers  []string
@@ -43,8 +48,11 @@ type Config struct {
 	DLQTopic string // default Topic + ".dlq"
 	GroupID  string // default "crescendo"
 
-	Decoder      *events.Decoder
-	Directory    pipeline.Directory
+	Decoder   *events.Decoder
+	Directory pipeline.Directory
+	// Erasures, when set, tells partition owners which fans were erased (F3):
+	// they drop those fans' state and write a snapshot without them.
+	Erasures     Erasures
 	Rules        pipeline.RuleSet
 	Checkpointer Checkpointer
 
@@ -100,9 +108,10 @@ type Consumer struct {
 
 	read, applied, dropped, dead, offersIssued, checkpoints, fenced, checkpointNanos atomic.Int64
 
-	mu       sync.Mutex
-	assigned map[int]struct{}
-	byReason map[events.Reason]int64
+	mu        sync.Mutex
+	assigned  map[int]struct{}
+	byReason  map[events.Reason]int64
+	droppedBy map[string]int64
 }
 
 // New validates cfg and returns a consumer; Run starts it.
@@ -153,8 +162,9 @@ func New(cfg Config) (*Consumer, error) {
 			// keeps connection-pool goroutines alive for the life of the process.
 			Transport: &kafka.Transport{},
 		},
-		assigned: make(map[int]struct{}),
-		byReason: make(map[events.Reason]int64),
+		assigned:  make(map[int]struct{}),
+		byReason:  make(map[events.Reason]int64),
+		droppedBy: make(map[string]int64),
 	}, nil
 }
 
@@ -174,6 +184,17 @@ func (c *Consumer) DeadLetteredByReason() map[events.Reason]int64 {
 	defer c.mu.Unlock()
 	out := make(map[events.Reason]int64, len(c.byReason))
 	for k, v := range c.byReason {
+		out[k] = v
+	}
+	return out
+}
+
+// DroppedByReason returns dropped-event counts by reason.
+func (c *Consumer) DroppedByReason() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int64, len(c.droppedBy))
+	for k, v := range c.droppedBy {
 		out[k] = v
 	}
 	return out
@@ -315,12 +336,37 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 	log.InfoContext(ctx, "partition loaded", slog.Int64("offset", from), slog.Int("pairs", len(state.Listening)))
 
 	var dead []kafka.Message
+	var erasedVersion uint64
+	forget := func() bool {
+		if c.cfg.Erasures == nil {
+			return false
+		}
+		erased, v := c.cfg.Erasures.Erased()
+		if v == erasedVersion {
+			return false
+		}
+		erasedVersion = v
+		if n := part.Forget(erased); n > 0 {
+			log.InfoContext(ctx, "dropped state of erased fans", slog.Int("entries", n))
+			return true
+		}
+		return false
+	}
+	forget()
 	for checkpoints := 0; ; checkpoints++ {
 		var n int
-		var next int64
+		next := from
 		n, next, dead = c.readBatch(ctx, r, part, pid, dead[:0])
+		mustSnapshot := forget()
 		if n == 0 {
-			return nil // ctx done with nothing read
+			if ctx.Err() != nil {
+				return nil // done with nothing read
+			}
+			if !mustSnapshot {
+				checkpoints--
+				continue // idle
+			}
+			next = from // an erasure on an idle partition: snapshot without reading
 		}
 		// The work for these records is done in memory; make it durable even if
 		// the partition is being taken away, so the next owner does not redo it.
@@ -330,7 +376,7 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 			cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), c.cfg.CheckpointTimeout)
 			defer cancel()
 		}
-		snapshot := checkpoints%c.cfg.SnapshotEvery == 0
+		snapshot := mustSnapshot || checkpoints%c.cfg.SnapshotEvery == 0
 		if err := c.checkpoint(cctx, part, pid, from, next, dead, snapshot, log); err != nil {
 			return err
 		}
@@ -377,7 +423,10 @@ func (c *Consumer) startOffset(ctx context.Context, pid store.PartitionID, from 
 // its first record. It returns how many records it read, the next offset, and
 // the records to dead-letter.
 func (c *Consumer) readBatch(ctx context.Context, r *kafka.Reader, part *pipeline.Partition, pid store.PartitionID, dead []kafka.Message) (int, int64, []kafka.Message) {
-	m, err := r.FetchMessage(ctx)
+	// An idle partition wakes up now and then to act on erasures.
+	ictx, icancel := context.WithTimeout(ctx, time.Second)
+	m, err := r.FetchMessage(ictx)
+	icancel()
 	if err != nil {
 		return 0, 0, dead
 	}
@@ -411,6 +460,9 @@ func (c *Consumer) apply(ctx context.Context, part *pipeline.Partition, pid stor
 		if err == nil {
 			if res.Dropped {
 				c.dropped.Add(1)
+				c.mu.Lock()
+				c.droppedBy[res.DropReason]++
+				c.mu.Unlock()
 			} else {
 				c.applied.Add(1)
 			}

@@ -151,3 +151,16 @@ func (t *Table) Snapshot() map[Key]Counter {
 	}
 	return out
 }
+
+// Forget drops every counter of the given fans and reports how many it dropped.
+func (t *Table) Forget(fans map[uuid.UUID]struct{}) int {
+	n := 0
+	for k := range t.counters {
+		if _, gone := fans[k.Fan]; gone {
+			delete(t.counters, k)
+			delete(t.dirty, k)
+			n++
+		}
+	}
+	return n
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/crescendo-hq/crescendo/events"
+	"github.com/crescendo-hq/crescendo/fans"
 	"github.com/crescendo-hq/crescendo/index"
 	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/sessions"
@@ -25,8 +26,9 @@ const ReasonUnknownPartner events.Reason = "unknown_partner"
 type Directory interface {
 	// KnownPartner reports whether id is a registered partner.
 	KnownPartner(id string) bool
-	// Fan returns the fan a partner account is linked to, if it is linked with consent.
-	Fan(partner, userID string) (uuid.UUID, bool)
+	// Account returns the fan a partner account is linked to and the signal
+	// kinds its consent covers; ok is false for accounts not linked with consent.
+	Account(partner, userID string) (fan uuid.UUID, scope fans.Scope, ok bool)
 }
 
 // RuleSet returns the active rules that score a performer.
@@ -64,12 +66,20 @@ func (d Delta) Empty() bool {
 
 // Result is what one event did.
 type Result struct {
-	// Dropped is set for events about accounts that are not linked with consent:
-	// they are counted and forgotten, never stored.
-	Dropped bool
-	Fan     uuid.UUID
-	Offers  []offers.Offer
+	// Dropped is set for events about accounts that are not linked with consent,
+	// or of a kind the consent does not cover: they are counted and forgotten,
+	// never stored. DropReason says which.
+	Dropped    bool
+	DropReason string
+	Fan        uuid.UUID
+	Offers     []offers.Offer
 }
+
+// Reasons an event is dropped.
+const (
+	DropUnlinked   = "unlinked_account"
+	DropOutOfScope = "outside_consent_scope"
+)
 
 // Partition holds one partition's state. It is not safe for concurrent use.
 type Partition struct {
@@ -122,9 +132,12 @@ func (p *Partition) Apply(ev events.Event) (Result, error) {
 	if !p.cfg.Directory.KnownPartner(ev.Source) {
 		return Result{}, &events.Rejection{Reason: ReasonUnknownPartner, Detail: "source " + ev.Source + " is not a registered partner"}
 	}
-	fan, ok := p.cfg.Directory.Fan(ev.Source, ev.Subject)
+	fan, scope, ok := p.cfg.Directory.Account(ev.Source, ev.Subject)
 	if !ok {
-		return Result{Dropped: true}, nil
+		return Result{Dropped: true, DropReason: DropUnlinked}, nil
+	}
+	if !scope.Allows(ev.Type) {
+		return Result{Dropped: true, DropReason: DropOutOfScope, Fan: fan}, nil
 	}
 	res := Result{Fan: fan}
 	if ev.Listen == nil {
@@ -169,6 +182,22 @@ func (p *Partition) Flush() Delta {
 	}
 	p.pending = nil
 	return d
+}
+
+// Forget drops everything the partition holds about the given fans (erasure, F3).
+// It returns how many fans it held state for.
+func (p *Partition) Forget(erased map[uuid.UUID]struct{}) int {
+	if len(erased) == 0 {
+		return 0
+	}
+	n := p.listening.Forget(erased)
+	n += p.sessions.Forget(erased)
+	for k := range p.issued {
+		if _, gone := erased[k.Fan]; gone {
+			delete(p.issued, k)
+		}
+	}
+	return n
 }
 
 // State returns a copy of the partition's whole state, for snapshots.

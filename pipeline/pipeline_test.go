@@ -8,15 +8,19 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/crescendo-hq/crescendo/events"
+	"github.com/crescendo-hq/crescendo/fans"
 	"github.com/crescendo-hq/crescendo/offers"
 )
 
 type dir map[string]uuid.UUID
 
 func (d dir) KnownPartner(id string) bool { return id == "p" }
-func (d dir) Fan(partner, user string) (uuid.UUID, bool) {
+func (d dir) Account(partner, user string) (uuid.UUID, fans.Scope, bool) {
 	f, ok := d[user]
-	return f, ok && partner == "p"
+	if user == "narrow" {
+		return f, fans.Scope{events.TypeListen}, ok
+	}
+	return f, nil, ok && partner == "p"
 }
 
 type rules []offers.Rule
@@ -92,7 +96,7 @@ func TestPartitionIssuesOffersOnlyInALiveSession(t *testing.T) {
 func TestPartitionDropsUnlinkedAndRejectsUnknownPartners(t *testing.T) {
 	p, _ := New(Config{Directory: dir{}, Rules: rules{}})
 	res, err := p.Apply(listenAt("stranger", time.Now(), 5))
-	if err != nil || !res.Dropped {
+	if err != nil || !res.Dropped || res.DropReason != DropUnlinked {
 		t.Fatalf("unlinked: %+v %v", res, err)
 	}
 	if !p.Flush().Empty() {
@@ -104,5 +108,34 @@ func TestPartitionDropsUnlinkedAndRejectsUnknownPartners(t *testing.T) {
 	var rej *events.Rejection
 	if !errors.As(err, &rej) || rej.Reason != ReasonUnknownPartner {
 		t.Fatalf("unknown partner: %v", err)
+	}
+}
+
+func TestPartitionHonoursConsentScopeAndForgetsErasedFans(t *testing.T) {
+	fan, other := uuid.New(), uuid.New()
+	now := time.Date(2026, 11, 20, 20, 0, 0, 0, time.UTC)
+	p, _ := New(Config{Directory: dir{"narrow": fan, "u": other}, Rules: rules{}})
+	res, err := p.Apply(events.Event{ID: "x", Source: "p", Subject: "narrow", Type: events.TypeFollow, Time: now, Follow: &events.Follow{Performer: "perf"}})
+	if err != nil || !res.Dropped || res.DropReason != DropOutOfScope {
+		t.Fatalf("follow outside a listen-only consent: %+v %v", res, err)
+	}
+	if res, _ := p.Apply(listenAt("narrow", now, 3)); res.Dropped {
+		t.Fatal("listen inside the consent scope dropped")
+	}
+	p.Apply(listenAt("u", now, 3))
+	if n := p.Forget(map[uuid.UUID]struct{}{fan: {}}); n != 2 { // one pair, one session
+		t.Fatalf("forgot %d entries, want 2", n)
+	}
+	st := p.State()
+	for k := range st.Listening {
+		if k.Fan == fan {
+			t.Fatal("erased fan still has listening state")
+		}
+	}
+	if _, ok := st.Sessions[fan]; ok || len(st.Sessions) != 1 {
+		t.Fatalf("sessions after erasure: %v", st.Sessions)
+	}
+	if d := p.Flush(); len(d.Listening) != 1 || len(d.Sessions) != 1 {
+		t.Fatalf("dirty state after erasure: %d pairs, %d sessions; want only the other fan's", len(d.Listening), len(d.Sessions))
 	}
 }

@@ -100,3 +100,16 @@ func (t *Tracker) Snapshot() map[uuid.UUID]Session {
 	}
 	return out
 }
+
+// Forget drops the sessions of the given fans and reports how many it dropped.
+func (t *Tracker) Forget(fans map[uuid.UUID]struct{}) int {
+	n := 0
+	for f := range fans {
+		if _, ok := t.sessions[f]; ok {
+			delete(t.sessions, f)
+			delete(t.dirty, f)
+			n++
+		}
+	}
+	return n
+}

@@ -56,6 +56,27 @@ func (s *Store) LoadPartition(ctx context.Context, p PartitionID) (pipeline.Stat
 		}); err != nil {
 			return fmt.Errorf("reading state log: %w", err)
 		}
+		// Erased fans may linger in chunks written before their owner dropped them.
+		rows, err = tx.Query(ctx, `SELECT fan_id FROM erased_fans`)
+		if err != nil {
+			return fmt.Errorf("reading erased fans: %w", err)
+		}
+		erased := map[uuid.UUID]struct{}{}
+		var fan uuid.UUID
+		if _, err := pgx.ForEachRow(rows, []any{&fan}, func() error {
+			erased[fan] = struct{}{}
+			delete(st.Sessions, fan)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("reading erased fans: %w", err)
+		}
+		if len(erased) > 0 {
+			for k := range st.Listening {
+				if _, gone := erased[k.Fan]; gone {
+					delete(st.Listening, k)
+				}
+			}
+		}
 		rows, err = tx.Query(ctx, `SELECT fan_id, rule_id, tier FROM offers WHERE partition = $1`, p.Partition)
 		if err != nil {
 			return fmt.Errorf("reading issued offers: %w", err)

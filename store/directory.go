@@ -5,20 +5,31 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/crescendo-hq/crescendo/events"
+	"github.com/crescendo-hq/crescendo/fans"
 	"github.com/crescendo-hq/crescendo/offers"
 )
 
 type accountKey struct{ partner, user string }
 
+type account struct {
+	fan   uuid.UUID
+	scope fans.Scope
+}
+
 type directorySnapshot struct {
 	partners map[string]struct{}
-	accounts map[accountKey]uuid.UUID
+	accounts map[accountKey]account
+	erased   map[uuid.UUID]struct{}
+	version  uint64
 }
 
 // Directory is an in-memory copy of partners and linked accounts, refreshed
@@ -26,6 +37,7 @@ type directorySnapshot struct {
 // It is safe for concurrent use.
 type Directory struct {
 	store *Store
+	mu    sync.Mutex // orders concurrent refreshes so versions only grow
 	snap  atomic.Pointer[directorySnapshot]
 }
 
@@ -41,7 +53,7 @@ func (s *Store) NewDirectory(ctx context.Context) (*Directory, error) {
 // Refresh reloads the directory. A full reload (rather than changes since a
 // time) also forgets erased fans and unlinked accounts.
 func (d *Directory) Refresh(ctx context.Context) error {
-	snap := &directorySnapshot{partners: map[string]struct{}{}, accounts: map[accountKey]uuid.UUID{}}
+	snap := &directorySnapshot{partners: map[string]struct{}{}, accounts: map[accountKey]account{}, erased: map[uuid.UUID]struct{}{}}
 	rows, err := d.store.pool.Query(ctx, `SELECT id FROM partners`)
 	if err != nil {
 		return fmt.Errorf("reading partners: %w", err)
@@ -53,20 +65,112 @@ func (d *Directory) Refresh(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("reading partners: %w", err)
 	}
-	rows, err = d.store.pool.Query(ctx, `SELECT partner_id, partner_user_id, fan_id FROM linked_accounts`)
+	rows, err = d.store.pool.Query(ctx, `SELECT partner_id, partner_user_id, fan_id, scope FROM linked_accounts`)
 	if err != nil {
 		return fmt.Errorf("reading linked accounts: %w", err)
 	}
 	var k accountKey
 	var fan uuid.UUID
-	if _, err := pgx.ForEachRow(rows, []any{&k.partner, &k.user, &fan}, func() error {
-		snap.accounts[k] = fan
+	var scope []string
+	if _, err := pgx.ForEachRow(rows, []any{&k.partner, &k.user, &fan, &scope}, func() error {
+		a := account{fan: fan}
+		if scope != nil {
+			a.scope = make(fans.Scope, len(scope))
+			for i, t := range scope {
+				a.scope[i] = events.Type(t)
+			}
+		}
+		snap.accounts[k] = a
 		return nil
 	}); err != nil {
 		return fmt.Errorf("reading linked accounts: %w", err)
 	}
+	if snap.erased, err = d.store.erasedFans(ctx); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	snap.version = d.snap.Load().versionOr0() + 1
 	d.snap.Store(snap)
 	return nil
+}
+
+func (s *directorySnapshot) versionOr0() uint64 {
+	if s == nil {
+		return 0
+	}
+	return s.version
+}
+
+func (s *Store) erasedFans(ctx context.Context) (map[uuid.UUID]struct{}, error) {
+	rows, err := s.pool.Query(ctx, `SELECT fan_id FROM erased_fans`)
+	if err != nil {
+		return nil, fmt.Errorf("reading erased fans: %w", err)
+	}
+	out := map[uuid.UUID]struct{}{}
+	var fan uuid.UUID
+	if _, err := pgx.ForEachRow(rows, []any{&fan}, func() error {
+		out[fan] = struct{}{}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("reading erased fans: %w", err)
+	}
+	return out, nil
+}
+
+// Erased returns the erased fans and a version that changes with every reload,
+// so a partition owner can tell when to look again.
+func (d *Directory) Erased() (map[uuid.UUID]struct{}, uint64) {
+	s := d.snap.Load()
+	return s.erased, s.version
+}
+
+// Listen reloads the directory, and calls onChange, whenever partners, linked
+// accounts, consent, rules or erasures change in the database, so a withdrawal
+// takes effect within milliseconds on every replica. It returns when ctx ends.
+func (d *Directory) Listen(ctx context.Context, onChange func(ctx context.Context)) error {
+	for ctx.Err() == nil {
+		err := d.listen(ctx, onChange)
+		if ctx.Err() != nil {
+			return nil
+		}
+		d.store.logger.WarnContext(ctx, "listening for directory changes; reconnecting", slog.Any("error", err))
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func (d *Directory) listen(ctx context.Context, onChange func(ctx context.Context)) error {
+	pooled, err := d.store.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquiring connection: %w", err)
+	}
+	// The connection carries a LISTEN: it must not go back to the pool.
+	conn := pooled.Hijack()
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN crescendo_directory"); err != nil {
+		return fmt.Errorf("listening: %w", err)
+	}
+	// Changes made before LISTEN took effect would otherwise be missed.
+	if err := d.Refresh(ctx); err != nil {
+		return err
+	}
+	onChange(ctx)
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return fmt.Errorf("waiting for notification: %w", err)
+		}
+		if err := d.Refresh(ctx); err != nil {
+			return err
+		}
+		onChange(ctx)
+	}
 }
 
 // KnownPartner reports whether id is a registered partner.
@@ -75,10 +179,10 @@ func (d *Directory) KnownPartner(id string) bool {
 	return ok
 }
 
-// Fan returns the fan linked to a partner account.
-func (d *Directory) Fan(partner, userID string) (uuid.UUID, bool) {
-	f, ok := d.snap.Load().accounts[accountKey{partner, userID}]
-	return f, ok
+// Account returns the fan a partner account is linked to and the scope of its consent.
+func (d *Directory) Account(partner, userID string) (uuid.UUID, fans.Scope, bool) {
+	a, ok := d.snap.Load().accounts[accountKey{partner, userID}]
+	return a.fan, a.scope, ok
 }
 
 // RuleSet is an in-memory copy of the active rules by performer, refreshed from

@@ -241,19 +241,19 @@ func TestRulesAreVersionedAndDirectoryFollowsLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, ok := dir.Fan("p", "user-1"); !ok || got != fan {
+	if got, scope, ok := dir.Account("p", "user-1"); !ok || got != fan || scope != nil {
 		t.Fatalf("directory: %v %v", got, ok)
 	}
 	if !dir.KnownPartner("p") || dir.KnownPartner("q") {
 		t.Fatal("partner lookup wrong")
 	}
-	if _, ok := dir.Fan("p", "user-2"); ok {
+	if _, _, ok := dir.Account("p", "user-2"); ok {
 		t.Fatal("unlinked account resolved")
 	}
 	_, err = s.Pool().Exec(ctx, "DELETE FROM fans WHERE id = $1", fan)
 	must(t, err)
 	must(t, dir.Refresh(ctx))
-	if _, ok := dir.Fan("p", "user-1"); ok {
+	if _, _, ok := dir.Account("p", "user-1"); ok {
 		t.Fatal("deleted fan still resolved after refresh")
 	}
 	id, ok, err := s.PartnerByKey(ctx, "key")

@@ -1,0 +1,179 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/crescendo-hq/crescendo/fans"
+	"github.com/crescendo-hq/crescendo/store"
+)
+
+// Fans registers fans and keeps their consent (F1–F3). Partners reach a fan
+// only through their own users' linked accounts.
+type Fans interface {
+	RegisterFan(ctx context.Context, r store.Registration) (uuid.UUID, bool, error)
+	FanRecordByAccount(ctx context.Context, partnerID, userID string) (store.FanRecord, error)
+	ConsentLedger(ctx context.Context, fan uuid.UUID) ([]store.LedgerEntry, error)
+	SetConsent(ctx context.Context, partnerID, userID string, c fans.Consent, actor string) error
+	WithdrawConsent(ctx context.Context, partnerID, userID, wording, actor string) error
+	EraseFan(ctx context.Context, fan uuid.UUID, actor string) error
+}
+
+const maxBody = 64 << 10
+
+func (s *server) routeFans(mux *http.ServeMux) {
+	mux.HandleFunc("PUT /v1/users/{user_id}", s.withPartner(s.putUser))
+	mux.HandleFunc("GET /v1/users/{user_id}", s.withPartner(s.getUser))
+	mux.HandleFunc("DELETE /v1/users/{user_id}", s.withPartner(s.eraseUser))
+	mux.HandleFunc("PUT /v1/users/{user_id}/consent", s.withPartner(s.putConsent))
+	mux.HandleFunc("DELETE /v1/users/{user_id}/consent", s.withPartner(s.withdrawConsent))
+}
+
+func (s *server) withPartner(h func(w http.ResponseWriter, r *http.Request, partnerID string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		partnerID, ok := s.partner(w, r)
+		if !ok {
+			return
+		}
+		h(w, r, partnerID)
+	}
+}
+
+// invalid is a 422 body that lists every problem.
+type invalid struct {
+	problem
+	Errors []string `json:"errors"`
+}
+
+func writeInvalid(w http.ResponseWriter, err error) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(http.StatusUnprocessableEntity)
+	_ = json.NewEncoder(w).Encode(invalid{
+		problem: problem{Title: "Unprocessable Entity", Status: http.StatusUnprocessableEntity, Detail: "the request has invalid fields"},
+		Errors:  strings.Split(err.Error(), "\n"),
+	})
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeProblem(w, http.StatusBadRequest, fmt.Sprintf("decoding JSON body: %v", err))
+		return false
+	}
+	return true
+}
+
+func (s *server) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, store.ErrNotFound) {
+		writeProblem(w, http.StatusNotFound, "no fan is linked to this user at this partner")
+		return
+	}
+	s.logger.ErrorContext(r.Context(), "serving fan request", slog.Any("error", err))
+	writeProblem(w, http.StatusInternalServerError, "")
+}
+
+type registration struct {
+	Profile fans.Profile `json:"profile"`
+	Consent fans.Consent `json:"consent"`
+}
+
+// putUser registers the partner's user as a fan, or updates the registration.
+func (s *server) putUser(w http.ResponseWriter, r *http.Request, partnerID string) {
+	var body registration
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	userID := r.PathValue("user_id")
+	errs := []error{body.Profile.Validate(), body.Consent.Validate()}
+	if len(userID) > 256 {
+		errs = append(errs, errors.New("user_id: at most 256 bytes"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		writeInvalid(w, err)
+		return
+	}
+	fan, created, err := s.cfg.Fans.RegisterFan(r.Context(), store.Registration{
+		PartnerID: partnerID, PartnerUserID: userID, Profile: body.Profile, Consent: body.Consent, Actor: "partner:" + partnerID,
+	})
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, map[string]string{"fan_id": fan.String()})
+}
+
+func (s *server) getUser(w http.ResponseWriter, r *http.Request, partnerID string) {
+	rec, err := s.cfg.Fans.FanRecordByAccount(r.Context(), partnerID, r.PathValue("user_id"))
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	ledger, err := s.cfg.Fans.ConsentLedger(r.Context(), rec.ID)
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	// A partner sees the ledger entries of its own links only.
+	own := ledger[:0]
+	for _, e := range ledger {
+		if e.PartnerID == partnerID {
+			own = append(own, e)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"fan": rec, "consent_ledger": own})
+}
+
+func (s *server) putConsent(w http.ResponseWriter, r *http.Request, partnerID string) {
+	var c fans.Consent
+	if !decodeBody(w, r, &c) {
+		return
+	}
+	if err := c.Validate(); err != nil {
+		writeInvalid(w, err)
+		return
+	}
+	if err := s.cfg.Fans.SetConsent(r.Context(), partnerID, r.PathValue("user_id"), c, "partner:"+partnerID); err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) withdrawConsent(w http.ResponseWriter, r *http.Request, partnerID string) {
+	wording := r.URL.Query().Get("wording")
+	if wording == "" {
+		wording = "consent withdrawn"
+	}
+	if err := s.cfg.Fans.WithdrawConsent(r.Context(), partnerID, r.PathValue("user_id"), wording, "partner:"+partnerID); err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// eraseUser erases the fan behind the partner's user, everywhere (F3).
+func (s *server) eraseUser(w http.ResponseWriter, r *http.Request, partnerID string) {
+	rec, err := s.cfg.Fans.FanRecordByAccount(r.Context(), partnerID, r.PathValue("user_id"))
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	if err := s.cfg.Fans.EraseFan(r.Context(), rec.ID, "partner:"+partnerID); err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
