@@ -57,6 +57,7 @@ type App struct {
 	Store      *store.Store
 	Directory  *store.Directory
 	Rules      *store.RuleSet
+	Scorers    *store.Scorers
 	Consumer   *consumers.Consumer
 	Dispatcher *notifiers.Dispatcher
 	Scheduler  *schedules.Scheduler
@@ -123,6 +124,9 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	if a.Rules, err = a.Store.NewRuleSet(ctx); err != nil {
 		return nil, err
 	}
+	if a.Scorers, err = a.Store.NewScorers(ctx); err != nil {
+		return nil, err
+	}
 
 	dcfg := notifiers.Config{
 		Pool: a.Store.Pool(), Store: a.Store, Push: a.Push, Signer: a.Signer,
@@ -151,7 +155,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	}
 	a.Consumer, err = consumers.New(consumers.Config{
 		Brokers: a.Brokers, Topic: s.Topic, DLQTopic: s.DLQTopic, GroupID: s.GroupID,
-		Decoder: decoder, Directory: a.Directory, Rules: a.Rules, Erasures: a.Directory,
+		Decoder: decoder, Directory: a.Directory, Rules: a.Rules, Scorers: a.Scorers, Erasures: a.Directory,
 		Checkpointer: checkpointer{store: a.Store, enqueue: a.Dispatcher.EnqueueTx},
 		BatchLinger:  s.BatchLinger, SessionGap: s.SessionGap,
 		SessionTimeout:    cmp.Or(opts.SessionTimeout, s.SessionTimeout),
@@ -216,8 +220,8 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	go func() {
 		defer a.wg.Done()
 		_ = a.Directory.Listen(refreshCtx, func(ctx context.Context) {
-			if err := a.Rules.Refresh(ctx); err != nil && ctx.Err() == nil {
-				logger.WarnContext(ctx, "refreshing rules", slog.Any("error", err))
+			if err := errors.Join(a.Rules.Refresh(ctx), a.Scorers.Refresh(ctx)); err != nil && ctx.Err() == nil {
+				logger.WarnContext(ctx, "refreshing rules and scoring", slog.Any("error", err))
 			}
 		})
 	}()
@@ -232,7 +236,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 
 // Refresh reloads partners, linked accounts and rules into memory now.
 func (a *App) Refresh(ctx context.Context) error {
-	return errors.Join(a.Directory.Refresh(ctx), a.Rules.Refresh(ctx))
+	return errors.Join(a.Directory.Refresh(ctx), a.Rules.Refresh(ctx), a.Scorers.Refresh(ctx))
 }
 
 func (a *App) refreshLoop(ctx context.Context, every time.Duration) {

@@ -23,10 +23,10 @@ import (
 	"github.com/crescendo-hq/crescendo/config"
 	"github.com/crescendo-hq/crescendo/demo"
 	"github.com/crescendo-hq/crescendo/events"
-	"github.com/crescendo-hq/crescendo/index"
 	"github.com/crescendo-hq/crescendo/internal/testdb"
 	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/pipeline"
+	"github.com/crescendo-hq/crescendo/scoring"
 	"github.com/crescendo-hq/crescendo/store"
 )
 
@@ -114,7 +114,16 @@ func seedCatalog(ctx context.Context, st *store.Store, fans []fan) error {
 		StartsAt: time.Date(2027, 3, 1, 20, 0, 0, 0, time.UTC), VenueName: "Roundhouse", VenueLat: 51.54, VenueLon: -0.15}); err != nil {
 		return err
 	}
-	if err := st.PutRule(ctx, offers.Rule{ID: "presale", PerformerID: "aurora", ShowID: "roundhouse", WindowDays: 7,
+	// A point per minute listened, without decay: index values read as minutes.
+	prof := scoring.DefaultProfile()
+	prof.ID, prof.StreamMode, prof.StreamThresholdMinutes, prof.StreamCap, prof.HalfLife = "minutes", scoring.StreamCount, 1, 255, 0
+	if err := st.PutProfile(ctx, prof); err != nil {
+		return err
+	}
+	if err := st.SetPerformerScoring(ctx, "aurora", store.PerformerScoring{ProfileID: "minutes"}); err != nil {
+		return err
+	}
+	if err := st.PutRule(ctx, offers.Rule{ID: "presale", PerformerID: "aurora", ShowID: "roundhouse",
 		Tiers:    []offers.Tier{{Threshold: 10, Perks: []string{"presale access"}}},
 		Channels: []offers.Channel{offers.ChannelPush, offers.ChannelSMS, offers.ChannelEmail}, Lifetime: 48 * time.Hour}); err != nil {
 		return err
@@ -494,12 +503,12 @@ func TestRestartMidStreamLosesNothingAndDuplicatesNothing(t *testing.T) {
 	})
 
 	// The reference: the same records, each processed once, in a straight line.
-	dir, rules := second.Directory, second.Rules
-	refListening := map[index.Key]index.Counter{}
+	dir, rules, scorers := second.Directory, second.Rules, second.Scorers
+	refPairs := map[pipeline.PairKey]scoring.PairState{}
 	refOffers := map[offers.Key]bool{}
 	decoder, _ := events.NewDecoder(events.DecoderConfig{})
 	for p, last := range want {
-		part, err := pipeline.New(pipeline.Config{Directory: dir, Rules: rules})
+		part, err := pipeline.New(pipeline.Config{Directory: dir, Rules: rules, Scorers: scorers})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -519,23 +528,23 @@ func TestRestartMidStreamLosesNothingAndDuplicatesNothing(t *testing.T) {
 				refOffers[o.Key()] = true
 			}
 		}
-		maps.Copy(refListening, part.Listening())
+		maps.Copy(refPairs, part.State().Pairs)
 	}
 
-	gotListening := map[index.Key]index.Counter{}
+	gotPairs := map[pipeline.PairKey]scoring.PairState{}
 	for p := range partitions {
 		st, _, err := second.Store.LoadPartition(t.Context(), store.PartitionID{Group: "crescendo-test", Topic: topic, Partition: p})
 		if err != nil {
 			t.Fatal(err)
 		}
-		maps.Copy(gotListening, st.Listening)
+		maps.Copy(gotPairs, st.Pairs)
 	}
-	if len(gotListening) != len(refListening) {
-		t.Fatalf("%d listening pairs stored, reference has %d", len(gotListening), len(refListening))
+	if len(gotPairs) != len(refPairs) {
+		t.Fatalf("%d pairs stored, reference has %d", len(gotPairs), len(refPairs))
 	}
-	for k, want := range refListening {
-		if got := gotListening[k]; got != want {
-			t.Errorf("listening for %v = %+v, reference %+v (an event was lost or counted twice)", k, got, want)
+	for k, want := range refPairs {
+		if got := gotPairs[k]; got != want {
+			t.Errorf("index state for %v = %+v, reference %+v (an event was lost or counted twice)", k, got, want)
 		}
 	}
 	stored, err := second.Store.Offers(t.Context())

@@ -33,6 +33,7 @@ import (
 	"github.com/crescendo-hq/crescendo/notifiers"
 	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/pipeline"
+	"github.com/crescendo-hq/crescendo/scoring"
 	"github.com/crescendo-hq/crescendo/store"
 )
 
@@ -117,6 +118,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	scorers, err := st.NewScorers(ctx)
+	if err != nil {
+		return res, err
+	}
 	disp, err := notifiers.New(notifiers.Config{Pool: st.Pool()}) // insert-only: delivery is not measured
 	if err != nil {
 		return res, err
@@ -129,7 +134,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	var nlat atomic.Int64
 	var firstRead atomic.Int64
 	c, err := consumers.New(consumers.Config{
-		Brokers: b.Addrs(), Topic: topic, GroupID: "bench", Decoder: decoder, Directory: dir, Rules: rules,
+		Brokers: b.Addrs(), Topic: topic, GroupID: "bench", Decoder: decoder, Directory: dir, Rules: rules, Scorers: scorers,
 		Checkpointer: checkpointer{st, disp.EnqueueTx},
 		BatchSize:    20_000, BatchLinger: 100 * time.Millisecond,
 		HeartbeatInterval: 500 * time.Millisecond,
@@ -181,7 +186,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.BareRate = float64(cfg.Events) / res.BareTime.Seconds()
 	res.Ratio = res.ConsumerRate / res.BareRate
 
-	res.Pairs, res.BytesPerPair, err = memoryPerPair(ctx, st, dir, rules, cfg.Partitions)
+	res.Pairs, res.BytesPerPair, err = memoryPerPair(ctx, st, dir, rules, scorers, cfg.Partitions)
 	if err != nil {
 		return res, err
 	}
@@ -255,6 +260,18 @@ func seed(ctx context.Context, st *store.Store, cfg Config, rng *mrand.Rand) err
 			return err
 		}
 	}
+
+	// Streaming counts a point per 5 minutes so that the load crosses thresholds.
+	prof := scoring.DefaultProfile()
+	prof.ID, prof.StreamMode, prof.StreamThresholdMinutes, prof.StreamCap = "bench", scoring.StreamCount, 5, 255
+	if err := st.PutProfile(ctx, prof); err != nil {
+		return err
+	}
+	for i := range cfg.Performers {
+		if err := st.SetPerformerScoring(ctx, performerID(i), store.PerformerScoring{ProfileID: "bench"}); err != nil {
+			return err
+		}
+	}
 	// Rules for the most popular tenth of performers, as marketers would.
 	for i := range max(cfg.Performers/10, 1) {
 		show := store.Show{ID: fmt.Sprintf("show-%04d", i), PerformerID: performerID(i), Name: "Show", StartsAt: time.Now().Add(90 * 24 * time.Hour),
@@ -262,8 +279,8 @@ func seed(ctx context.Context, st *store.Store, cfg Config, rng *mrand.Rand) err
 		if err := st.PutShow(ctx, show); err != nil {
 			return err
 		}
-		if err := st.PutRule(ctx, offers.Rule{ID: fmt.Sprintf("rule-%04d", i), PerformerID: performerID(i), ShowID: show.ID, WindowDays: 7,
-			Tiers:    []offers.Tier{{Threshold: 10, Perks: []string{"presale"}}, {Threshold: 30, Perks: []string{"vip"}}},
+		if err := st.PutRule(ctx, offers.Rule{ID: fmt.Sprintf("rule-%04d", i), PerformerID: performerID(i), ShowID: show.ID,
+			Tiers:    []offers.Tier{{Threshold: 3, Perks: []string{"presale"}}, {Threshold: 6, Perks: []string{"vip"}}},
 			Channels: []offers.Channel{offers.ChannelEmail}, Lifetime: 48 * time.Hour}); err != nil {
 			return err
 		}
@@ -405,7 +422,7 @@ func bareDrain(ctx context.Context, brokers []string, partitions int, ends map[i
 
 // memoryPerPair loads every partition's durable state into the in-memory
 // structures the consumer keeps and measures the heap they take.
-func memoryPerPair(ctx context.Context, st *store.Store, dir pipeline.Directory, rules pipeline.RuleSet, partitions int) (int, float64, error) {
+func memoryPerPair(ctx context.Context, st *store.Store, dir pipeline.Directory, rules pipeline.RuleSet, scorers pipeline.Scorers, partitions int) (int, float64, error) {
 	states := make([]pipeline.State, partitions)
 	for p := range partitions {
 		s, _, err := st.LoadPartition(ctx, store.PartitionID{Group: "bench", Topic: topic, Partition: p})
@@ -420,13 +437,13 @@ func memoryPerPair(ctx context.Context, st *store.Store, dir pipeline.Directory,
 	parts := make([]*pipeline.Partition, partitions)
 	pairs := 0
 	for p := range partitions {
-		part, err := pipeline.New(pipeline.Config{Directory: dir, Rules: rules})
+		part, err := pipeline.New(pipeline.Config{Directory: dir, Rules: rules, Scorers: scorers})
 		if err != nil {
 			return 0, 0, err
 		}
 		part.Load(states[p])
 		parts[p] = part
-		pairs += len(states[p].Listening)
+		pairs += len(states[p].Pairs)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)

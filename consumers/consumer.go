@@ -50,6 +50,7 @@ type Config struct {
 
 	Decoder   *events.Decoder
 	Directory pipeline.Directory
+	Scorers   pipeline.Scorers
 	// Erasures, when set, tells partition owners which fans were erased (F3):
 	// they drop those fans' state and write a snapshot without them.
 	Erasures     Erasures
@@ -128,6 +129,9 @@ func New(cfg Config) (*Consumer, error) {
 	}
 	if cfg.Rules == nil {
 		errs = append(errs, errors.New("Rules: required"))
+	}
+	if cfg.Scorers == nil {
+		errs = append(errs, errors.New("Scorers: required"))
 	}
 	if cfg.Checkpointer == nil {
 		errs = append(errs, errors.New("Checkpointer: required"))
@@ -307,6 +311,7 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 	part, err := pipeline.New(pipeline.Config{
 		Directory:  c.cfg.Directory,
 		Rules:      c.cfg.Rules,
+		Scorers:    c.cfg.Scorers,
 		SessionGap: c.cfg.SessionGap,
 		Clock:      c.cfg.Clock,
 	})
@@ -333,7 +338,7 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 	if err := r.SetOffset(start); err != nil {
 		return fmt.Errorf("positioning reader at %d: %w", start, err)
 	}
-	log.InfoContext(ctx, "partition loaded", slog.Int64("offset", from), slog.Int("pairs", len(state.Listening)))
+	log.InfoContext(ctx, "partition loaded", slog.Int64("offset", from), slog.Int("pairs", len(state.Pairs)))
 
 	var dead []kafka.Message
 	var erasedVersion uint64
@@ -369,15 +374,13 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 			next = from // an erasure on an idle partition: snapshot without reading
 		}
 		// The work for these records is done in memory; make it durable even if
-		// the partition is being taken away, so the next owner does not redo it.
-		cctx := ctx
-		if ctx.Err() != nil {
-			var cancel context.CancelFunc
-			cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), c.cfg.CheckpointTimeout)
-			defer cancel()
-		}
+		// the partition is taken away meanwhile, so the next owner does not redo
+		// it. A stale owner cannot do harm: the offset check fences it.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.CheckpointTimeout)
 		snapshot := mustSnapshot || checkpoints%c.cfg.SnapshotEvery == 0
-		if err := c.checkpoint(cctx, part, pid, from, next, dead, snapshot, log); err != nil {
+		err := c.checkpoint(cctx, part, pid, from, next, dead, snapshot, log)
+		cancel()
+		if err != nil {
 			return err
 		}
 		from = next

@@ -31,6 +31,7 @@ import (
 	"github.com/crescendo-hq/crescendo/config"
 	"github.com/crescendo-hq/crescendo/events"
 	"github.com/crescendo-hq/crescendo/offers"
+	"github.com/crescendo-hq/crescendo/scoring"
 	"github.com/crescendo-hq/crescendo/store"
 )
 
@@ -287,11 +288,21 @@ func seed(ctx context.Context, st *store.Store, partnerKey string, fans []demoFa
 	if err := st.PutShow(ctx, show); err != nil {
 		return err
 	}
+	// The demo's profile gives a streaming point per 3 minutes of listening, so
+	// that fans cross thresholds within a demo's seconds.
+	prof := scoring.DefaultProfile()
+	prof.ID, prof.StreamMode, prof.StreamThresholdMinutes, prof.StreamCap = "demo", scoring.StreamCount, 3, 255
+	if err := st.PutProfile(ctx, prof); err != nil {
+		return err
+	}
+	if err := st.SetPerformerScoring(ctx, "aurora-lane", store.PerformerScoring{Aliases: []string{"Aurora", "#AuroraLaneLive"}, ProfileID: "demo"}); err != nil {
+		return err
+	}
 	rule := offers.Rule{
-		ID: "aurora-presale", PerformerID: "aurora-lane", ShowID: show.ID, WindowDays: 7,
+		ID: "aurora-presale", PerformerID: "aurora-lane", ShowID: show.ID,
 		Tiers: []offers.Tier{
-			{Threshold: 15, Perks: []string{"presale access"}},
-			{Threshold: 45, Perks: []string{"presale access", "VIP upgrade"}},
+			{Threshold: 5, Perks: []string{"presale access"}},
+			{Threshold: 15, Perks: []string{"presale access", "VIP upgrade"}},
 		},
 		Channels: []offers.Channel{offers.ChannelPush, offers.ChannelSMS, offers.ChannelEmail},
 		Lifetime: 48 * time.Hour,
@@ -362,10 +373,9 @@ func simulate(ctx context.Context, brokers []string, topic string, fans []demoFa
 			msgs = append(msgs, kafka.Message{Key: []byte(user), Value: value,
 				Headers: []kafka.Header{{Key: "content-type", Value: []byte("application/cloudevents+json")}}})
 		}
-		if err := w.WriteMessages(ctx, msgs...); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		// The write is not cancelled with the run: a batch cut short would be
+		// partly on the topic yet missing from the published count.
+		if err := w.WriteMessages(context.WithoutCancel(ctx), msgs...); err != nil {
 			return fmt.Errorf("publishing events: %w", err)
 		}
 		published.Add(int64(len(msgs)))

@@ -32,18 +32,17 @@ type Tier struct {
 	Perks     []string `json:"perks"`
 }
 
-// Rule is a marketer's offer rule (F9), reduced in the skeleton to what the
-// trigger needs: whose listening counts, over how many days, and the tiers.
+// Rule is a marketer's offer rule (F9), reduced for now to what the trigger
+// needs: whose index counts and the tiers. Thresholds are index points under
+// the performer's scoring profile.
 type Rule struct {
 	ID          string
 	Version     int
 	PerformerID string
 	ShowID      string
-	// WindowDays is the rolling window of listening the index is measured over.
-	WindowDays int
-	Tiers      []Tier
-	Channels   []Channel
-	Lifetime   time.Duration
+	Tiers       []Tier
+	Channels    []Channel
+	Lifetime    time.Duration
 }
 
 // Validate reports every problem with r.
@@ -79,9 +78,6 @@ func (r Rule) Validate() error {
 	}
 	if r.Lifetime <= 0 {
 		errs = append(errs, errors.New("lifetime: must be positive"))
-	}
-	if r.WindowDays < 1 {
-		errs = append(errs, errors.New("window_days: must be at least 1"))
 	}
 	return errors.Join(errs...)
 }

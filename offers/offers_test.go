@@ -12,7 +12,7 @@ import (
 
 func testRule() Rule {
 	return Rule{
-		ID: "r1", Version: 3, PerformerID: "p", ShowID: "s", WindowDays: 7,
+		ID: "r1", Version: 3, PerformerID: "p", ShowID: "s",
 		Tiers:    []Tier{{Threshold: 20, Perks: []string{"presale"}}, {Threshold: 60, Perks: []string{"vip"}}},
 		Channels: []Channel{ChannelSMS}, Lifetime: time.Hour,
 	}
@@ -51,7 +51,7 @@ func TestRuleValidateListsEveryProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("invalid rule accepted")
 	}
-	for _, want := range []string{"id:", "performer_id:", "show_id:", "tiers[1].threshold", "channels[0]", "lifetime:", "window_days:"} {
+	for _, want := range []string{"id:", "performer_id:", "show_id:", "tiers[1].threshold", "channels[0]", "lifetime:"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}

@@ -13,8 +13,8 @@ import (
 
 	"github.com/crescendo-hq/crescendo/events"
 	"github.com/crescendo-hq/crescendo/fans"
-	"github.com/crescendo-hq/crescendo/index"
 	"github.com/crescendo-hq/crescendo/offers"
+	"github.com/crescendo-hq/crescendo/scoring"
 	"github.com/crescendo-hq/crescendo/sessions"
 )
 
@@ -36,32 +36,63 @@ type RuleSet interface {
 	ForPerformer(performerID string) []offers.Rule
 }
 
+// Scorers returns the scorer built from the current profiles and performers;
+// it changes when they do, and the state carries over.
+type Scorers interface {
+	Scorer() *scoring.Scorer
+}
+
 // Config configures a Partition.
 type Config struct {
 	Directory  Directory
 	Rules      RuleSet
+	Scorers    Scorers
 	SessionGap time.Duration    // default sessions.DefaultGap
 	Clock      func() time.Time // stamps issued offers; default time.Now
 	NewID      func() uuid.UUID // offer ids; default uuid.New
 }
 
-// State is what a partition's owner loads from durable storage when it takes the partition.
-type State struct {
-	Listening map[index.Key]index.Counter
-	Sessions  map[uuid.UUID]sessions.Session
-	Issued    []offers.Key
+// PairKey names a (fan, performer) pair in durable state.
+type PairKey struct {
+	Fan       uuid.UUID
+	Performer string
 }
 
-// Delta is what changed since the last Flush: the state to write and the offers to issue.
+// State is what a partition's owner loads from durable storage when it takes the partition.
+type State struct {
+	Pairs    map[PairKey]scoring.PairState
+	Fans     map[uuid.UUID]scoring.FanState
+	Sessions map[uuid.UUID]sessions.Session
+	Issued   []offers.Key
+}
+
+// Contribution is what one event added to one pair's index, kept for explanations (F6).
+type Contribution struct {
+	PairKey
+	scoring.Contribution
+}
+
+// FanFact is the latest per-fan fact (friend count) for explanations.
+type FanFact struct {
+	Fan uuid.UUID
+	scoring.FanFact
+}
+
+// Delta is what changed since the last Flush: the state to write, the
+// contributions to keep and the offers to issue.
 type Delta struct {
-	Listening map[index.Key]index.Counter
-	Sessions  map[uuid.UUID]sessions.Session
-	Offers    []offers.Offer
+	Pairs         map[PairKey]scoring.PairState
+	Fans          map[uuid.UUID]scoring.FanState
+	Sessions      map[uuid.UUID]sessions.Session
+	Contributions []Contribution
+	FanFacts      []FanFact
+	Offers        []offers.Offer
 }
 
 // Empty reports whether the delta changes nothing.
 func (d Delta) Empty() bool {
-	return len(d.Listening) == 0 && len(d.Sessions) == 0 && len(d.Offers) == 0
+	return len(d.Pairs) == 0 && len(d.Fans) == 0 && len(d.Sessions) == 0 &&
+		len(d.Contributions) == 0 && len(d.FanFacts) == 0 && len(d.Offers) == 0
 }
 
 // Result is what one event did.
@@ -83,20 +114,36 @@ const (
 
 // Partition holds one partition's state. It is not safe for concurrent use.
 type Partition struct {
-	cfg       Config
-	listening *index.Table
-	sessions  *sessions.Tracker
-	issued    map[offers.Key]struct{}
-	pending   []offers.Offer
+	cfg      Config
+	interner scoring.Interner
+	pairs    map[scoring.PairKey]scoring.PairState
+	fans     map[uuid.UUID]*scoring.FanState
+	sessions *sessions.Tracker
+	issued   map[offers.Key]struct{}
+
+	dirtyPairs map[scoring.PairKey]struct{}
+	dirtyFans  map[uuid.UUID]struct{}
+	contribs   []Contribution
+	facts      []FanFact
+	pending    []offers.Offer
+	targets    []string
+	scratch    []scoring.Contribution
 }
 
 // New returns an empty partition.
 func New(cfg Config) (*Partition, error) {
+	var errs []error
 	if cfg.Directory == nil {
-		return nil, errors.New("pipeline: Directory is required")
+		errs = append(errs, errors.New("pipeline: Directory is required"))
 	}
 	if cfg.Rules == nil {
-		return nil, errors.New("pipeline: Rules is required")
+		errs = append(errs, errors.New("pipeline: Rules is required"))
+	}
+	if cfg.Scorers == nil {
+		errs = append(errs, errors.New("pipeline: Scorers is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	cfg.SessionGap = cmp.Or(cfg.SessionGap, sessions.DefaultGap)
 	if cfg.Clock == nil {
@@ -106,17 +153,24 @@ func New(cfg Config) (*Partition, error) {
 		cfg.NewID = uuid.New
 	}
 	return &Partition{
-		cfg:       cfg,
-		listening: index.NewTable(),
-		sessions:  sessions.NewTracker(cfg.SessionGap),
-		issued:    make(map[offers.Key]struct{}),
+		cfg:        cfg,
+		pairs:      make(map[scoring.PairKey]scoring.PairState),
+		fans:       make(map[uuid.UUID]*scoring.FanState),
+		sessions:   sessions.NewTracker(cfg.SessionGap),
+		issued:     make(map[offers.Key]struct{}),
+		dirtyPairs: make(map[scoring.PairKey]struct{}),
+		dirtyFans:  make(map[uuid.UUID]struct{}),
 	}, nil
 }
 
-// Load replaces nothing and adds the given durable state; call it on a fresh Partition.
+// Load adds durable state; call it on a fresh Partition.
 func (p *Partition) Load(s State) {
-	for k, c := range s.Listening {
-		p.listening.Load(k, c)
+	for k, st := range s.Pairs {
+		p.pairs[scoring.PairKey{Fan: k.Fan, Performer: p.interner.Intern(k.Performer)}] = st
+	}
+	for f, fs := range s.Fans {
+		v := fs
+		p.fans[f] = &v
 	}
 	for f, ss := range s.Sessions {
 		p.sessions.Load(f, ss)
@@ -140,29 +194,59 @@ func (p *Partition) Apply(ev events.Event) (Result, error) {
 		return Result{Dropped: true, DropReason: DropOutOfScope, Fan: fan}, nil
 	}
 	res := Result{Fan: fan}
-	if ev.Listen == nil {
-		// Other signals feed the full index (F4), which is not built yet.
+	scorer := p.cfg.Scorers.Scorer()
+	if ev.SocialGraph != nil {
+		fs := p.fans[fan]
+		if fs == nil {
+			fs = &scoring.FanState{}
+			p.fans[fan] = fs
+		}
+		if fact, changed := fs.Apply(ev); changed {
+			p.dirtyFans[fan] = struct{}{}
+			p.facts = append(p.facts, FanFact{Fan: fan, FanFact: fact})
+		}
+		// The human point reaches each pair's index at the pair's next event.
 		return res, nil
 	}
-	p.sessions.Listen(fan, ev.Time)
+	if ev.Listen != nil {
+		p.sessions.Listen(fan, ev.Time)
+	}
 	live := p.sessions.Live(fan, ev.Time)
-	played := time.Duration(ev.Listen.MsPlayed) * time.Millisecond
-	k := index.Key{Fan: fan, Performer: ev.Listen.Performer}
-	rules := p.cfg.Rules.ForPerformer(ev.Listen.Performer)
-	p.listening.AddListen(k, ev.Time, played, ev.Time, index.WindowDays)
 	now := p.cfg.Clock()
-	for _, r := range rules {
+	p.targets = scorer.Targets(p.targets[:0], ev)
+	for _, perf := range p.targets {
+		k := scoring.PairKey{Fan: fan, Performer: p.interner.Intern(perf)}
+		// Pair states are stored by value: a pointer per pair would cost an
+		// allocation and 8 bytes more than the 128 each pair may take.
+		st := p.pairs[k]
+		before := st
+		var delta float64
+		delta, p.scratch = scorer.Apply(p.scratch[:0], &st, ev, perf)
+		for _, c := range p.scratch {
+			p.contribs = append(p.contribs, Contribution{PairKey: PairKey{Fan: fan, Performer: perf}, Contribution: c})
+		}
+		if st == before && delta == 0 {
+			continue // an event that changed nothing leaves no state behind
+		}
+		p.pairs[k] = st
+		p.dirtyPairs[k] = struct{}{}
+		rules := p.cfg.Rules.ForPerformer(perf)
+		if len(rules) == 0 {
+			continue
+		}
 		c := offers.Crossing{
 			Fan:         fan,
-			Index:       p.listening.Minutes(k, ev.Time, r.WindowDays),
+			Index:       scorer.Index(&st, p.fans[fan], perf, ev.Time),
 			SessionLive: live,
 			EventID:     ev.Source + "/" + ev.ID,
 			Now:         now,
 		}
-		for _, o := range offers.Evaluate(r, c, p.isIssued, p.cfg.NewID) {
-			p.issued[o.Key()] = struct{}{}
-			p.pending = append(p.pending, o)
-			res.Offers = append(res.Offers, o)
+		for _, r := range rules {
+			for _, o := range offers.Evaluate(r, c, p.isIssued, p.cfg.NewID) {
+				p.issued[o.Key()] = struct{}{}
+				p.pending = append(p.pending, o)
+				res.Offers = append(res.Offers, o)
+			}
 		}
 	}
 	return res, nil
@@ -176,22 +260,46 @@ func (p *Partition) isIssued(k offers.Key) bool {
 // Flush returns the changes since the last Flush and starts a new delta.
 func (p *Partition) Flush() Delta {
 	d := Delta{
-		Listening: p.listening.TakeDirty(),
-		Sessions:  p.sessions.TakeDirty(),
-		Offers:    p.pending,
+		Pairs:         make(map[PairKey]scoring.PairState, len(p.dirtyPairs)),
+		Fans:          make(map[uuid.UUID]scoring.FanState, len(p.dirtyFans)),
+		Sessions:      p.sessions.TakeDirty(),
+		Contributions: p.contribs,
+		FanFacts:      p.facts,
+		Offers:        p.pending,
 	}
-	p.pending = nil
+	for k := range p.dirtyPairs {
+		d.Pairs[PairKey{Fan: k.Fan, Performer: p.interner.ID(k.Performer)}] = p.pairs[k]
+	}
+	for f := range p.dirtyFans {
+		d.Fans[f] = *p.fans[f]
+	}
+	clear(p.dirtyPairs)
+	clear(p.dirtyFans)
+	p.contribs, p.facts, p.pending = nil, nil, nil
 	return d
 }
 
 // Forget drops everything the partition holds about the given fans (erasure, F3).
-// It returns how many fans it held state for.
+// It returns how many entries it dropped.
 func (p *Partition) Forget(erased map[uuid.UUID]struct{}) int {
 	if len(erased) == 0 {
 		return 0
 	}
-	n := p.listening.Forget(erased)
-	n += p.sessions.Forget(erased)
+	n := p.sessions.Forget(erased)
+	for k := range p.pairs {
+		if _, gone := erased[k.Fan]; gone {
+			delete(p.pairs, k)
+			delete(p.dirtyPairs, k)
+			n++
+		}
+	}
+	for f := range erased {
+		if _, ok := p.fans[f]; ok {
+			delete(p.fans, f)
+			delete(p.dirtyFans, f)
+			n++
+		}
+	}
 	for k := range p.issued {
 		if _, gone := erased[k.Fan]; gone {
 			delete(p.issued, k)
@@ -200,15 +308,31 @@ func (p *Partition) Forget(erased map[uuid.UUID]struct{}) int {
 	return n
 }
 
-// State returns a copy of the partition's whole state, for snapshots.
+// State returns a copy of the partition's whole state, for snapshots and comparisons.
 func (p *Partition) State() State {
-	return State{Listening: p.listening.Snapshot(), Sessions: p.sessions.Snapshot()}
+	s := State{
+		Pairs:    make(map[PairKey]scoring.PairState, len(p.pairs)),
+		Fans:     make(map[uuid.UUID]scoring.FanState, len(p.fans)),
+		Sessions: p.sessions.Snapshot(),
+	}
+	for k, st := range p.pairs {
+		s.Pairs[PairKey{Fan: k.Fan, Performer: p.interner.ID(k.Performer)}] = st
+	}
+	for f, fs := range p.fans {
+		s.Fans[f] = *fs
+	}
+	return s
 }
 
-// Minutes returns the listening minutes of a pair over days ending at now.
-func (p *Partition) Minutes(k index.Key, now time.Time, days int) float64 {
-	return p.listening.Minutes(k, now, days)
+// Index returns the pair's index at time at.
+func (p *Partition) Index(fan uuid.UUID, performer string, at time.Time) float64 {
+	ref, ok := p.interner.Lookup(performer)
+	if !ok {
+		return 0
+	}
+	st, ok := p.pairs[scoring.PairKey{Fan: fan, Performer: ref}]
+	if !ok {
+		return 0
+	}
+	return p.cfg.Scorers.Scorer().Index(&st, p.fans[fan], performer, at)
 }
-
-// Listening returns a copy of every listening counter.
-func (p *Partition) Listening() map[index.Key]index.Counter { return p.listening.Snapshot() }

@@ -10,6 +10,7 @@ import (
 	"github.com/crescendo-hq/crescendo/events"
 	"github.com/crescendo-hq/crescendo/fans"
 	"github.com/crescendo-hq/crescendo/offers"
+	"github.com/crescendo-hq/crescendo/scoring"
 )
 
 type dir map[string]uuid.UUID
@@ -32,6 +33,23 @@ func (r rules) ForPerformer(p string) []offers.Rule {
 	return nil
 }
 
+// minuteScorer gives a streaming point per minute listened, without decay, so
+// that index values read as minutes.
+type minuteScorer struct{ s *scoring.Scorer }
+
+func (m minuteScorer) Scorer() *scoring.Scorer { return m.s }
+
+func newScorers(t *testing.T) minuteScorer {
+	t.Helper()
+	prof := scoring.DefaultProfile()
+	prof.StreamMode, prof.StreamThresholdMinutes, prof.StreamCap, prof.HalfLife = scoring.StreamCount, 1, 255, 0
+	s, err := scoring.NewScorer(scoring.Config{Profiles: []scoring.Profile{prof}, Performers: []scoring.Performer{{ID: "perf", Names: []string{"Perf"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return minuteScorer{s}
+}
+
 func listenAt(user string, at time.Time, minutes int) events.Event {
 	return events.Event{ID: user + at.String(), Source: "p", Subject: user, Type: events.TypeListen, Time: at,
 		Listen: &events.Listen{Performer: "perf", MsPlayed: int64(minutes) * 60_000}}
@@ -40,9 +58,9 @@ func listenAt(user string, at time.Time, minutes int) events.Event {
 func TestPartitionIssuesOffersOnlyInALiveSession(t *testing.T) {
 	fan := uuid.New()
 	now := time.Date(2026, 11, 20, 20, 0, 0, 0, time.UTC)
-	r := offers.Rule{ID: "r", Version: 1, PerformerID: "perf", ShowID: "s", WindowDays: 7, Lifetime: time.Hour,
+	r := offers.Rule{ID: "r", Version: 1, PerformerID: "perf", ShowID: "s", Lifetime: time.Hour,
 		Tiers: []offers.Tier{{Threshold: 10}, {Threshold: 30}}, Channels: []offers.Channel{offers.ChannelSMS}}
-	p, err := New(Config{Directory: dir{"u": fan}, Rules: rules{r}, Clock: func() time.Time { return now }})
+	p, err := New(Config{Directory: dir{"u": fan}, Rules: rules{r}, Scorers: newScorers(t), Clock: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,14 +73,17 @@ func TestPartitionIssuesOffersOnlyInALiveSession(t *testing.T) {
 	if len(res.Offers) != 1 || res.Offers[0].Tier != 1 || res.Offers[0].IndexValue != 11 {
 		t.Fatalf("crossing tier 1: %+v", res.Offers)
 	}
-	// A non-listen event carries no session; the index only moves on listens here.
+	// A follow scores a point; the fan is in a live session, but no new tier is reached.
 	res, _ = p.Apply(events.Event{ID: "f", Source: "p", Subject: "u", Type: events.TypeFollow, Time: now, Follow: &events.Follow{Performer: "perf"}})
 	if len(res.Offers) != 0 {
 		t.Fatalf("follow issued offers: %+v", res.Offers)
 	}
+	if got := p.Index(fan, "perf", now.Add(time.Minute)); got != 12 {
+		t.Fatalf("index after 11 minutes and a follow = %v, want 12", got)
+	}
 	// A late play from two hours earlier is outside the live session: it adds to
 	// the index but the crossing it causes issues nothing.
-	res, _ = p.Apply(listenAt("u", now.Add(-2*time.Hour), 25))
+	res, _ = p.Apply(listenAt("u", now.Add(-2*time.Hour), 20))
 	if len(res.Offers) != 0 {
 		t.Fatalf("crossing outside a live session issued %+v", res.Offers)
 	}
@@ -77,16 +98,34 @@ func TestPartitionIssuesOffersOnlyInALiveSession(t *testing.T) {
 	}
 
 	d := p.Flush()
-	if len(d.Offers) != 2 || len(d.Listening) != 1 || len(d.Sessions) != 1 {
-		t.Fatalf("delta: %d offers, %d pairs, %d sessions", len(d.Offers), len(d.Listening), len(d.Sessions))
+	if len(d.Offers) != 2 || len(d.Pairs) != 1 || len(d.Sessions) != 1 {
+		t.Fatalf("delta: %d offers, %d pairs, %d sessions", len(d.Offers), len(d.Pairs), len(d.Sessions))
+	}
+	var streamed, follows float64
+	for _, c := range d.Contributions {
+		switch c.Signal {
+		case scoring.SignalStreaming:
+			streamed += c.Points
+		case scoring.SignalFollow:
+			follows += c.Points
+		}
+		if c.Fan != fan || c.Performer != "perf" || c.EventID == "" {
+			t.Errorf("contribution %+v", c)
+		}
+	}
+	if streamed != 33 || follows != 1 {
+		t.Errorf("contributions: %v streaming, %v follow points; want 33 and 1", streamed, follows)
 	}
 	if !p.Flush().Empty() {
 		t.Fatal("second flush not empty")
 	}
 
 	// State reloaded into a new owner remembers the offers already issued.
-	q, _ := New(Config{Directory: dir{"u": fan}, Rules: rules{r}})
-	q.Load(State{Listening: d.Listening, Sessions: d.Sessions, Issued: []offers.Key{d.Offers[0].Key(), d.Offers[1].Key()}})
+	q, _ := New(Config{Directory: dir{"u": fan}, Rules: rules{r}, Scorers: newScorers(t)})
+	q.Load(State{Pairs: d.Pairs, Sessions: d.Sessions, Issued: []offers.Key{d.Offers[0].Key(), d.Offers[1].Key()}})
+	if got, want := q.Index(fan, "perf", now.Add(3*time.Minute)), p.Index(fan, "perf", now.Add(3*time.Minute)); got != want {
+		t.Fatalf("reloaded index %v, original %v", got, want)
+	}
 	res, _ = q.Apply(listenAt("u", now.Add(4*time.Minute), 1))
 	if len(res.Offers) != 0 {
 		t.Fatalf("reloaded owner re-issued %+v", res.Offers)
@@ -94,7 +133,7 @@ func TestPartitionIssuesOffersOnlyInALiveSession(t *testing.T) {
 }
 
 func TestPartitionDropsUnlinkedAndRejectsUnknownPartners(t *testing.T) {
-	p, _ := New(Config{Directory: dir{}, Rules: rules{}})
+	p, _ := New(Config{Directory: dir{}, Rules: rules{}, Scorers: newScorers(t)})
 	res, err := p.Apply(listenAt("stranger", time.Now(), 5))
 	if err != nil || !res.Dropped || res.DropReason != DropUnlinked {
 		t.Fatalf("unlinked: %+v %v", res, err)
@@ -114,7 +153,7 @@ func TestPartitionDropsUnlinkedAndRejectsUnknownPartners(t *testing.T) {
 func TestPartitionHonoursConsentScopeAndForgetsErasedFans(t *testing.T) {
 	fan, other := uuid.New(), uuid.New()
 	now := time.Date(2026, 11, 20, 20, 0, 0, 0, time.UTC)
-	p, _ := New(Config{Directory: dir{"narrow": fan, "u": other}, Rules: rules{}})
+	p, _ := New(Config{Directory: dir{"narrow": fan, "u": other}, Rules: rules{}, Scorers: newScorers(t)})
 	res, err := p.Apply(events.Event{ID: "x", Source: "p", Subject: "narrow", Type: events.TypeFollow, Time: now, Follow: &events.Follow{Performer: "perf"}})
 	if err != nil || !res.Dropped || res.DropReason != DropOutOfScope {
 		t.Fatalf("follow outside a listen-only consent: %+v %v", res, err)
@@ -127,7 +166,7 @@ func TestPartitionHonoursConsentScopeAndForgetsErasedFans(t *testing.T) {
 		t.Fatalf("forgot %d entries, want 2", n)
 	}
 	st := p.State()
-	for k := range st.Listening {
+	for k := range st.Pairs {
 		if k.Fan == fan {
 			t.Fatal("erased fan still has listening state")
 		}
@@ -135,7 +174,7 @@ func TestPartitionHonoursConsentScopeAndForgetsErasedFans(t *testing.T) {
 	if _, ok := st.Sessions[fan]; ok || len(st.Sessions) != 1 {
 		t.Fatalf("sessions after erasure: %v", st.Sessions)
 	}
-	if d := p.Flush(); len(d.Listening) != 1 || len(d.Sessions) != 1 {
-		t.Fatalf("dirty state after erasure: %d pairs, %d sessions; want only the other fan's", len(d.Listening), len(d.Sessions))
+	if d := p.Flush(); len(d.Pairs) != 1 || len(d.Sessions) != 1 {
+		t.Fatalf("dirty state after erasure: %d pairs, %d sessions; want only the other fan's", len(d.Pairs), len(d.Sessions))
 	}
 }

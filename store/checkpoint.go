@@ -8,9 +8,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/crescendo-hq/crescendo/index"
 	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/pipeline"
+	"github.com/crescendo-hq/crescendo/scoring"
 	"github.com/crescendo-hq/crescendo/sessions"
 )
 
@@ -32,9 +32,11 @@ type PartitionID struct {
 // LoadPartition returns a partition's durable state and the next offset to read.
 func (s *Store) LoadPartition(ctx context.Context, p PartitionID) (pipeline.State, int64, error) {
 	st := pipeline.State{
-		Listening: make(map[index.Key]index.Counter),
-		Sessions:  make(map[uuid.UUID]sessions.Session),
+		Pairs:    make(map[pipeline.PairKey]scoring.PairState),
+		Fans:     make(map[uuid.UUID]scoring.FanState),
+		Sessions: make(map[uuid.UUID]sessions.Session),
 	}
+	cs := chunkState{pairs: st.Pairs, fans: st.Fans, sessions: st.Sessions}
 	var next int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
@@ -52,7 +54,7 @@ func (s *Store) LoadPartition(ctx context.Context, p PartitionID) (pipeline.Stat
 		}
 		var data []byte
 		if _, err := pgx.ForEachRow(rows, []any{&data}, func() error {
-			return decodeChunk(data, st.Listening, st.Sessions)
+			return decodeChunk(data, cs)
 		}); err != nil {
 			return fmt.Errorf("reading state log: %w", err)
 		}
@@ -66,14 +68,15 @@ func (s *Store) LoadPartition(ctx context.Context, p PartitionID) (pipeline.Stat
 		if _, err := pgx.ForEachRow(rows, []any{&fan}, func() error {
 			erased[fan] = struct{}{}
 			delete(st.Sessions, fan)
+			delete(st.Fans, fan)
 			return nil
 		}); err != nil {
 			return fmt.Errorf("reading erased fans: %w", err)
 		}
 		if len(erased) > 0 {
-			for k := range st.Listening {
+			for k := range st.Pairs {
 				if _, gone := erased[k.Fan]; gone {
-					delete(st.Listening, k)
+					delete(st.Pairs, k)
 				}
 			}
 		}
@@ -131,6 +134,9 @@ func (s *Store) Commit(ctx context.Context, c Checkpoint, enqueue EnqueueFunc) (
 		if err := appendState(ctx, tx, c); err != nil {
 			return err
 		}
+		if err := writeExplanations(ctx, tx, c.Delta); err != nil {
+			return err
+		}
 		for _, o := range c.Delta.Offers {
 			var id uuid.UUID
 			err := tx.QueryRow(ctx, `INSERT INTO offers (id, fan_id, rule_id, rule_version, tier, performer_id, show_id,
@@ -160,6 +166,30 @@ func (s *Store) Commit(ctx context.Context, c Checkpoint, enqueue EnqueueFunc) (
 	return inserted, nil
 }
 
+// writeExplanations keeps what each event contributed and the latest per-fan
+// facts, for the explanation API (F6). COPY keeps the per-event cost low.
+func writeExplanations(ctx context.Context, tx pgx.Tx, d pipeline.Delta) error {
+	if len(d.Contributions) > 0 {
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"contributions"},
+			[]string{"fan_id", "performer_id", "signal", "points", "event_id", "at", "detail"},
+			pgx.CopyFromSlice(len(d.Contributions), func(i int) ([]any, error) {
+				c := d.Contributions[i]
+				return []any{c.Fan, c.Performer, string(c.Signal), c.Points, c.EventID, c.At, c.Detail}, nil
+			}))
+		if err != nil {
+			return fmt.Errorf("writing contributions: %w", err)
+		}
+	}
+	for _, f := range d.FanFacts {
+		if _, err := tx.Exec(ctx, `INSERT INTO fan_facts (fan_id, friend_count, event_id, at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (fan_id) DO UPDATE SET friend_count = excluded.friend_count, event_id = excluded.event_id, at = excluded.at
+			WHERE fan_facts.at <= excluded.at`, f.Fan, f.FriendCount, f.EventID, f.At); err != nil {
+			return fmt.Errorf("writing fan facts: %w", err)
+		}
+	}
+	return nil
+}
+
 // appendState appends the delta to the partition's state log, or replaces the
 // log with a snapshot.
 func appendState(ctx context.Context, tx pgx.Tx, c Checkpoint) error {
@@ -173,16 +203,17 @@ func appendState(ctx context.Context, tx pgx.Tx, c Checkpoint) error {
 			return fmt.Errorf("truncating state log: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO partition_state (group_id, partition, seq, kind, data) VALUES ($1, $2, $3, 'snapshot', $4)`,
-			c.Group, c.Partition, seq, encodeChunk(c.Snapshot.Listening, c.Snapshot.Sessions)); err != nil {
+			c.Group, c.Partition, seq, encodeChunk(chunkState{pairs: c.Snapshot.Pairs, fans: c.Snapshot.Fans, sessions: c.Snapshot.Sessions})); err != nil {
 			return fmt.Errorf("writing state snapshot: %w", err)
 		}
 		return nil
 	}
-	if len(c.Delta.Listening) == 0 && len(c.Delta.Sessions) == 0 {
+	d := c.Delta
+	if len(d.Pairs) == 0 && len(d.Fans) == 0 && len(d.Sessions) == 0 {
 		return nil
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO partition_state (group_id, partition, seq, kind, data) VALUES ($1, $2, $3, 'delta', $4)`,
-		c.Group, c.Partition, seq, encodeChunk(c.Delta.Listening, c.Delta.Sessions)); err != nil {
+		c.Group, c.Partition, seq, encodeChunk(chunkState{pairs: d.Pairs, fans: d.Fans, sessions: d.Sessions})); err != nil {
 		return fmt.Errorf("appending state delta: %w", err)
 	}
 	return nil

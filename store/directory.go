@@ -222,7 +222,7 @@ func (r *RuleSet) ForPerformer(performerID string) []offers.Rule {
 
 // Rules returns the rules, only the active ones when activeOnly.
 func (s *Store) Rules(ctx context.Context, activeOnly bool) ([]offers.Rule, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, version, performer_id, show_id, window_days, tiers, channels, lifetime_seconds
+	rows, err := s.pool.Query(ctx, `SELECT id, version, performer_id, show_id, tiers, channels, lifetime_seconds
 		FROM rules WHERE active OR NOT $1 ORDER BY id`, activeOnly)
 	if err != nil {
 		return nil, fmt.Errorf("reading rules: %w", err)
@@ -234,7 +234,7 @@ func (s *Store) Rules(ctx context.Context, activeOnly bool) ([]offers.Rule, erro
 		channels []string
 		lifetime int32
 	)
-	_, err = pgx.ForEachRow(rows, []any{&rule.ID, &rule.Version, &rule.PerformerID, &rule.ShowID, &rule.WindowDays, &tiers, &channels, &lifetime}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&rule.ID, &rule.Version, &rule.PerformerID, &rule.ShowID, &tiers, &channels, &lifetime}, func() error {
 		r := rule
 		if err := json.Unmarshal(tiers, &r.Tiers); err != nil {
 			return fmt.Errorf("decoding tiers of rule %s: %w", r.ID, err)

@@ -122,15 +122,15 @@ func (s *Store) PutRule(ctx context.Context, r offers.Rule) error {
 	for i, c := range r.Channels {
 		channels[i] = string(c)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO rules (id, performer_id, show_id, window_days, tiers, channels, lifetime_seconds)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
+	_, err = s.pool.Exec(ctx, `INSERT INTO rules (id, performer_id, show_id, tiers, channels, lifetime_seconds)
+		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (id) DO UPDATE SET performer_id = excluded.performer_id, show_id = excluded.show_id,
-			window_days = excluded.window_days, tiers = excluded.tiers, channels = excluded.channels,
+			tiers = excluded.tiers, channels = excluded.channels,
 			lifetime_seconds = excluded.lifetime_seconds, updated_at = now(), version = rules.version + 1
-		WHERE (rules.performer_id, rules.show_id, rules.window_days, rules.tiers, rules.channels, rules.lifetime_seconds)
-			IS DISTINCT FROM (excluded.performer_id, excluded.show_id, excluded.window_days, excluded.tiers,
+		WHERE (rules.performer_id, rules.show_id, rules.tiers, rules.channels, rules.lifetime_seconds)
+			IS DISTINCT FROM (excluded.performer_id, excluded.show_id, excluded.tiers,
 			excluded.channels, excluded.lifetime_seconds)`,
-		r.ID, r.PerformerID, r.ShowID, r.WindowDays, tiers, channels, int32(r.Lifetime/time.Second))
+		r.ID, r.PerformerID, r.ShowID, tiers, channels, int32(r.Lifetime/time.Second))
 	if err != nil {
 		return fmt.Errorf("saving rule %s: %w", r.ID, err)
 	}

@@ -8,70 +8,92 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/crescendo-hq/crescendo/index"
+	"github.com/crescendo-hq/crescendo/pipeline"
+	"github.com/crescendo-hq/crescendo/scoring"
 	"github.com/crescendo-hq/crescendo/sessions"
 )
 
-// A state chunk is a version byte followed by entries, each a kind byte and
-// its fields as varints; later entries for the same key replace earlier ones,
-// within a chunk and across the chunks of a partition's log.
+// A state chunk is a version byte followed by entries, each a kind byte and its
+// fields; later entries for the same key replace earlier ones, within a chunk
+// and across the chunks of a partition's log.
 const (
-	chunkVersion   byte = 1
-	entryListening byte = 1
-	entrySession   byte = 2
+	chunkVersion byte = 2
+	entryPair    byte = 1
+	entrySession byte = 2
+	entryFan     byte = 3
 )
 
 var errChunkCorrupt = errors.New("state chunk corrupt")
 
-func encodeChunk(listening map[index.Key]index.Counter, sess map[uuid.UUID]sessions.Session) []byte {
-	b := make([]byte, 0, 1+len(listening)*48+len(sess)*32)
+// chunkState is what a chunk carries.
+type chunkState struct {
+	pairs    map[pipeline.PairKey]scoring.PairState
+	fans     map[uuid.UUID]scoring.FanState
+	sessions map[uuid.UUID]sessions.Session
+}
+
+func encodeChunk(s chunkState) []byte {
+	b := make([]byte, 0, 1+len(s.pairs)*56+len(s.sessions)*32+len(s.fans)*28)
 	b = append(b, chunkVersion)
-	for k, c := range listening {
-		b = append(b, entryListening)
+	for k, st := range s.pairs {
+		b = append(b, entryPair)
 		b = append(b, k.Fan[:]...)
 		b = binary.AppendUvarint(b, uint64(len(k.Performer)))
 		b = append(b, k.Performer...)
-		b = binary.AppendVarint(b, int64(c.LastDay))
-		for _, s := range c.Seconds {
-			b = binary.AppendUvarint(b, uint64(s))
-		}
+		raw, _ := st.MarshalBinary() // fixed-size, cannot fail
+		b = binary.AppendUvarint(b, uint64(len(raw)))
+		b = append(b, raw...)
 	}
-	for f, s := range sess {
+	for f, fs := range s.fans {
+		b = append(b, entryFan)
+		b = append(b, f[:]...)
+		raw, _ := fs.MarshalBinary()
+		b = binary.AppendUvarint(b, uint64(len(raw)))
+		b = append(b, raw...)
+	}
+	for f, ss := range s.sessions {
 		b = append(b, entrySession)
 		b = append(b, f[:]...)
-		b = binary.AppendVarint(b, s.Start.UnixNano())
-		b = binary.AppendVarint(b, s.Last.UnixNano())
+		b = binary.AppendVarint(b, ss.Start.UnixNano())
+		b = binary.AppendVarint(b, ss.Last.UnixNano())
 	}
 	return b
 }
 
-// decodeChunk applies a chunk's entries to the maps.
-func decodeChunk(b []byte, listening map[index.Key]index.Counter, sess map[uuid.UUID]sessions.Session) error {
+// decodeChunk applies a chunk's entries to s.
+func decodeChunk(b []byte, s chunkState) error {
 	if len(b) == 0 || b[0] != chunkVersion {
 		return fmt.Errorf("%w: unknown version", errChunkCorrupt)
 	}
 	r := chunkReader{b: b[1:]}
 	for len(r.b) > 0 && r.err == nil {
 		kind := r.byte()
+		var f uuid.UUID
+		copy(f[:], r.bytes(16))
 		switch kind {
-		case entryListening:
-			var k index.Key
-			copy(k.Fan[:], r.bytes(16))
-			k.Performer = string(r.bytes(int(r.uvarint())))
-			var c index.Counter
-			c.LastDay = int32(r.varint())
-			for i := range c.Seconds {
-				c.Seconds[i] = uint32(r.uvarint())
-			}
+		case entryPair:
+			k := pipeline.PairKey{Fan: f, Performer: string(r.bytes(int(r.uvarint())))}
+			var st scoring.PairState
+			raw := r.bytes(int(r.uvarint()))
 			if r.err == nil {
-				listening[k] = c
+				if err := st.UnmarshalBinary(raw); err != nil {
+					return fmt.Errorf("%w: %w", errChunkCorrupt, err)
+				}
+				s.pairs[k] = st
+			}
+		case entryFan:
+			var fs scoring.FanState
+			raw := r.bytes(int(r.uvarint()))
+			if r.err == nil {
+				if err := fs.UnmarshalBinary(raw); err != nil {
+					return fmt.Errorf("%w: %w", errChunkCorrupt, err)
+				}
+				s.fans[f] = fs
 			}
 		case entrySession:
-			var f uuid.UUID
-			copy(f[:], r.bytes(16))
-			s := sessions.Session{Start: time.Unix(0, r.varint()).UTC(), Last: time.Unix(0, r.varint()).UTC()}
+			ss := sessions.Session{Start: time.Unix(0, r.varint()).UTC(), Last: time.Unix(0, r.varint()).UTC()}
 			if r.err == nil {
-				sess[f] = s
+				s.sessions[f] = ss
 			}
 		default:
 			return fmt.Errorf("%w: unknown entry kind %d", errChunkCorrupt, kind)

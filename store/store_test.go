@@ -11,10 +11,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
-	"github.com/crescendo-hq/crescendo/index"
+	"github.com/crescendo-hq/crescendo/events"
 	"github.com/crescendo-hq/crescendo/internal/testdb"
 	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/pipeline"
+	"github.com/crescendo-hq/crescendo/scoring"
 	"github.com/crescendo-hq/crescendo/sessions"
 	"github.com/crescendo-hq/crescendo/store"
 )
@@ -46,7 +47,7 @@ func catalog(t *testing.T, s *store.Store) uuid.UUID {
 }
 
 func rule(threshold float64) offers.Rule {
-	return offers.Rule{ID: "r", PerformerID: "perf", ShowID: "show", WindowDays: 7,
+	return offers.Rule{ID: "r", PerformerID: "perf", ShowID: "show",
 		Tiers: []offers.Tier{{Threshold: threshold, Perks: []string{"presale"}}}, Channels: []offers.Channel{offers.ChannelEmail}, Lifetime: time.Hour}
 }
 
@@ -96,9 +97,8 @@ func TestCommitIsFencedAndOffersAreUnique(t *testing.T) {
 		t.Fatalf("fresh partition offset %d, %v", from, err)
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	key := index.Key{Fan: fan, Performer: "perf"}
-	var ctr index.Counter
-	ctr.Add(now, 12*time.Minute)
+	key := pipeline.PairKey{Fan: fan, Performer: "perf"}
+	ctr := pairState(t, 70)
 	offer := func() offers.Offer {
 		return offers.Offer{ID: uuid.New(), FanID: fan, RuleID: "r", RuleVersion: 1, Tier: 1, PerformerID: "perf", ShowID: "show",
 			Perks: []string{"presale"}, IndexValue: 12, EventID: "p/e1", IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
@@ -110,19 +110,20 @@ func TestCommitIsFencedAndOffersAreUnique(t *testing.T) {
 	}
 	first := offer()
 	inserted, err := s.Commit(ctx, store.Checkpoint{PartitionID: pid, From: from, To: 10, Delta: pipeline.Delta{
-		Listening: map[index.Key]index.Counter{key: ctr},
-		Sessions:  map[uuid.UUID]sessions.Session{fan: {Start: now, Last: now}},
-		Offers:    []offers.Offer{first},
+		Pairs:    map[pipeline.PairKey]scoring.PairState{key: ctr},
+		Sessions: map[uuid.UUID]sessions.Session{fan: {Start: now, Last: now}},
+		Offers:   []offers.Offer{first},
+		Contributions: []pipeline.Contribution{{PairKey: key, Contribution: scoring.Contribution{
+			Signal: scoring.SignalStreaming, Points: 1, EventID: "p/e1", At: now, Detail: "70 minutes"}}},
 	}}, enqueue)
 	if err != nil || len(inserted) != 1 || inserted[0] != first.ID {
 		t.Fatalf("first commit: %v %v", inserted, err)
 	}
 
 	// A stale owner still believes the offset is OffsetStart: it is fenced and changes nothing.
-	var other index.Counter
-	other.Add(now, time.Hour)
+	other := pairState(t, 200)
 	_, err = s.Commit(ctx, store.Checkpoint{PartitionID: pid, From: from, To: 20, Delta: pipeline.Delta{
-		Listening: map[index.Key]index.Counter{key: other},
+		Pairs: map[pipeline.PairKey]scoring.PairState{key: other},
 	}}, enqueue)
 	if !errors.Is(err, store.ErrFenced) {
 		t.Fatalf("stale commit: %v, want ErrFenced", err)
@@ -144,8 +145,12 @@ func TestCommitIsFencedAndOffersAreUnique(t *testing.T) {
 	if next != 15 {
 		t.Errorf("next offset %d, want 15", next)
 	}
-	if got := st.Listening[key]; got != ctr {
-		t.Errorf("listening %+v, want %+v (the fenced write must not land)", got, ctr)
+	if got := st.Pairs[key]; got != ctr {
+		t.Errorf("pair state %+v, want %+v (the fenced write must not land)", got, ctr)
+	}
+	contribs, err := s.Contributions(ctx, fan, "perf")
+	if err != nil || len(contribs) != 1 || contribs[0].EventID != "p/e1" || contribs[0].Signal != scoring.SignalStreaming {
+		t.Errorf("contributions %+v, %v", contribs, err)
 	}
 	if s := st.Sessions[fan]; !s.Start.Equal(now) || !s.Last.Equal(now) {
 		t.Errorf("session %+v", s)
@@ -155,8 +160,8 @@ func TestCommitIsFencedAndOffersAreUnique(t *testing.T) {
 	}
 	// Another partition's state is its own.
 	st, _, err = s.LoadPartition(ctx, store.PartitionID{Group: "g", Topic: "t", Partition: 4})
-	if err != nil || len(st.Listening) != 0 {
-		t.Errorf("partition 4 sees %d pairs, %v", len(st.Listening), err)
+	if err != nil || len(st.Pairs) != 0 {
+		t.Errorf("partition 4 sees %d pairs, %v", len(st.Pairs), err)
 	}
 }
 
@@ -263,4 +268,15 @@ func TestRulesAreVersionedAndDirectoryFollowsLinks(t *testing.T) {
 	if _, ok, _ := s.PartnerByKey(ctx, "nope"); ok {
 		t.Fatal("wrong key accepted")
 	}
+}
+
+func pairState(t testing.TB, minutes int) scoring.PairState {
+	scorer, err := scoring.NewScorer(scoring.Config{Performers: []scoring.Performer{{ID: "perf", Names: []string{"Perf"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st scoring.PairState
+	scorer.Apply(nil, &st, events.Event{ID: "1", Source: "p", Subject: "u", Type: events.TypeListen, Time: time.Now().UTC(),
+		Listen: &events.Listen{Performer: "perf", MsPlayed: int64(minutes) * 60_000}}, "perf")
+	return st
 }
