@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/crescendo-hq/crescendo/notifiers/push"
+	"github.com/crescendo-hq/crescendo/scoring"
 )
 
 // Partners authenticates partner apps and resolves their users.
@@ -30,7 +31,11 @@ type Config struct {
 	Partners Partners
 	// Fans, when set, serves fan registration, consent and erasure under /v1/users.
 	Fans Fans
-	Push *push.Hub
+	// Explanations and Scorers, when set with Fans, serve index explanations.
+	Explanations Explanations
+	Scorers      interface{ Scorer() *scoring.Scorer }
+	Clock        func() time.Time
+	Push         *push.Hub
 	// Ready reports what keeps the process from serving, by check name; nil values pass.
 	Ready func(ctx context.Context) map[string]error
 	// Outbox, when set, serves GET /dev/outbox (demo and development only).
@@ -46,6 +51,9 @@ func New(cfg Config) (http.Handler, error) {
 		return nil, errors.New("api: Partners and Push are required")
 	}
 	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, 15*time.Second)
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
 	logger := cmp.Or(cfg.Logger, slog.Default()).With(slog.String("component", "api"))
 	s := &server{cfg: cfg, logger: logger}
 	mux := http.NewServeMux()

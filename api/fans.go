@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/crescendo-hq/crescendo/fans"
+	"github.com/crescendo-hq/crescendo/scoring"
 	"github.com/crescendo-hq/crescendo/store"
 )
 
@@ -35,6 +36,9 @@ func (s *server) routeFans(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /v1/users/{user_id}", s.withPartner(s.eraseUser))
 	mux.HandleFunc("PUT /v1/users/{user_id}/consent", s.withPartner(s.putConsent))
 	mux.HandleFunc("DELETE /v1/users/{user_id}/consent", s.withPartner(s.withdrawConsent))
+	if s.cfg.Explanations != nil && s.cfg.Scorers != nil {
+		mux.HandleFunc("GET /v1/users/{user_id}/index/{performer_id}", s.withPartner(s.explainIndex))
+	}
 }
 
 func (s *server) withPartner(h func(w http.ResponseWriter, r *http.Request, partnerID string)) http.HandlerFunc {
@@ -176,4 +180,44 @@ func (s *server) eraseUser(w http.ResponseWriter, r *http.Request, partnerID str
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// Explanations reads what a pair's index is made of (F6).
+type Explanations interface {
+	Contributions(ctx context.Context, fan uuid.UUID, performerID string) ([]scoring.Contribution, error)
+	FanFact(ctx context.Context, fan uuid.UUID) (*scoring.FanFact, error)
+}
+
+// explainIndex returns a user's index for a performer with each contribution
+// and the event that earned it: GET /v1/users/{user_id}/index/{performer_id}.
+func (s *server) explainIndex(w http.ResponseWriter, r *http.Request, partnerID string) {
+	rec, err := s.cfg.Fans.FanRecordByAccount(r.Context(), partnerID, r.PathValue("user_id"))
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	performer := r.PathValue("performer_id")
+	scorer := s.cfg.Scorers.Scorer()
+	profile, ok := scorer.Profile(performer)
+	if !ok {
+		writeProblem(w, http.StatusNotFound, "no such performer")
+		return
+	}
+	contribs, err := s.cfg.Explanations.Contributions(r.Context(), rec.ID, performer)
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	fact, err := s.cfg.Explanations.FanFact(r.Context(), rec.ID)
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	at := s.cfg.Clock()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"fan_id":       rec.ID,
+		"performer_id": performer,
+		"profile_id":   profile.ID,
+		"explanation":  scoring.Explain(profile, contribs, fact, at),
+	})
 }

@@ -181,7 +181,8 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	}
 
 	handler, err := api.New(api.Config{
-		Partners: a.Store, Fans: a.Store, Push: a.Push, Outbox: opts.Outbox, Logger: logger,
+		Partners: a.Store, Fans: a.Store, Explanations: a.Store, Scorers: a.Scorers,
+		Push: a.Push, Outbox: opts.Outbox, Logger: logger,
 		Ready: a.ready,
 	})
 	if err != nil {

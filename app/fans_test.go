@@ -115,6 +115,25 @@ func TestFansRegisterConsentWithdrawAndErase(t *testing.T) {
 		t.Errorf("follow outside the listen-only consent: dropped %d times as out of scope, want 1", got)
 	}
 
+	// The index explains itself (F6): the total, and the event behind each point.
+	eventually(t, 10*time.Second, "the contributions to be checkpointed", func() bool {
+		c, err := a.Store.Contributions(t.Context(), listenOnly, "aurora")
+		return err == nil && len(c) > 0
+	})
+	status, body = call(t, http.MethodGet, base+"/v1/users/u1/index/aurora", partnerKey, nil)
+	if status != http.StatusOK {
+		t.Fatalf("explanation: %d %v", status, body)
+	}
+	ex := body["explanation"].(map[string]any)
+	items := ex["items"].([]any)
+	if ex["total"].(float64) != 4 || len(items) != 1 || items[0].(map[string]any)["event_id"] != "streamly/a1" ||
+		items[0].(map[string]any)["signal"] != "streaming" {
+		t.Errorf("explanation %v; want 4 streaming points from streamly/a1", ex)
+	}
+	if status, _ := call(t, http.MethodGet, base+"/v1/users/u1/index/aurora", "pk_rival_key", nil); status != http.StatusNotFound {
+		t.Errorf("rival partner reading u1's index: %d, want 404", status)
+	}
+
 	// Withdrawal: later events about the account are dropped as unlinked.
 	if status, _ := call(t, http.MethodDelete, base+"/v1/users/u1/consent?wording=stop", partnerKey, nil); status != http.StatusNoContent {
 		t.Fatalf("withdrawing: %d", status)
