@@ -75,6 +75,10 @@ type Config struct {
 	// reads. The first checkpoint after a load always snapshots. Default 64.
 	SnapshotEvery int
 
+	// RecomputeEvery is how often a partition owner folds decay into its pair
+	// states and snapshots them (F5); default 6h.
+	RecomputeEvery time.Duration
+
 	// CheckpointTimeout bounds the final checkpoint when a partition is given up.
 	CheckpointTimeout time.Duration // default 15s
 	// RetryBackoff is the first wait after a failed load or checkpoint; it doubles up to 5s.
@@ -146,6 +150,7 @@ func New(cfg Config) (*Consumer, error) {
 	cfg.BatchLinger = cmp.Or(cfg.BatchLinger, 20*time.Millisecond)
 	cfg.CheckpointTimeout = cmp.Or(cfg.CheckpointTimeout, 15*time.Second)
 	cfg.SnapshotEvery = cmp.Or(cfg.SnapshotEvery, 64)
+	cfg.RecomputeEvery = cmp.Or(cfg.RecomputeEvery, 6*time.Hour)
 	cfg.RetryBackoff = cmp.Or(cfg.RetryBackoff, 100*time.Millisecond)
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
@@ -358,11 +363,17 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 		return false
 	}
 	forget()
+	recomputed := c.cfg.Clock() // the first recomputation is one period after taking the partition
 	for checkpoints := 0; ; checkpoints++ {
 		var n int
 		next := from
 		n, next, dead = c.readBatch(ctx, r, part, pid, dead[:0])
 		mustSnapshot := forget()
+		if now := c.cfg.Clock(); now.Sub(recomputed) >= c.cfg.RecomputeEvery {
+			n := part.Recompute(now)
+			recomputed, mustSnapshot = now, true
+			log.InfoContext(ctx, "recomputed decay", slog.Int("pairs", n))
+		}
 		if n == 0 {
 			if ctx.Err() != nil {
 				return nil // done with nothing read

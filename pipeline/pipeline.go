@@ -324,6 +324,24 @@ func (p *Partition) State() State {
 	return s
 }
 
+// Recompute folds decay up to at into every pair's stored score (F5's scheduled
+// recomputation): values read the same, but a snapshot taken after it holds
+// current numbers instead of old ones with long decay still to apply.
+func (p *Partition) Recompute(at time.Time) int {
+	scorer := p.cfg.Scorers.Scorer()
+	n := 0
+	for k, st := range p.pairs {
+		prof, ok := scorer.Profile(p.interner.ID(k.Performer))
+		if !ok {
+			continue
+		}
+		st.Recompute(prof, at)
+		p.pairs[k] = st
+		n++
+	}
+	return n
+}
+
 // Index returns the pair's index at time at.
 func (p *Partition) Index(fan uuid.UUID, performer string, at time.Time) float64 {
 	ref, ok := p.interner.Lookup(performer)

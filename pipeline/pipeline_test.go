@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"errors"
+	"maps"
 	"testing"
 	"time"
 
@@ -176,5 +177,33 @@ func TestPartitionHonoursConsentScopeAndForgetsErasedFans(t *testing.T) {
 	}
 	if d := p.Flush(); len(d.Pairs) != 1 || len(d.Sessions) != 1 {
 		t.Fatalf("dirty state after erasure: %d pairs, %d sessions; want only the other fan's", len(d.Pairs), len(d.Sessions))
+	}
+}
+
+func TestRecomputeKeepsValuesAndFoldsDecay(t *testing.T) {
+	prof := scoring.DefaultProfile()
+	prof.StreamMode, prof.StreamThresholdMinutes, prof.StreamCap, prof.HalfLife = scoring.StreamCount, 1, 255, 24*time.Hour
+	s, err := scoring.NewScorer(scoring.Config{Profiles: []scoring.Profile{prof}, Performers: []scoring.Performer{{ID: "perf", Names: []string{"Perf"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fan := uuid.New()
+	p, _ := New(Config{Directory: dir{"u": fan}, Rules: rules{}, Scorers: minuteScorer{s}})
+	now := time.Date(2026, 11, 20, 20, 0, 0, 0, time.UTC)
+	p.Apply(listenAt("u", now, 8))
+	later := now.Add(48 * time.Hour)
+	before := p.Index(fan, "perf", later)
+	if before < 1.99 || before > 2.01 { // 8 points after two half-lives
+		t.Fatalf("index after two half-lives = %v, want 2", before)
+	}
+	stateBefore := p.State().Pairs
+	if n := p.Recompute(later); n != 1 {
+		t.Fatalf("recomputed %d pairs, want 1", n)
+	}
+	if after := p.Index(fan, "perf", later); after < before-1e-4 || after > before+1e-4 {
+		t.Fatalf("recompute changed the value: %v, was %v", after, before)
+	}
+	if maps.Equal(stateBefore, p.State().Pairs) {
+		t.Fatal("recompute left the stored state as it was")
 	}
 }
