@@ -280,7 +280,7 @@ func seed(ctx context.Context, st *store.Store, cfg Config, rng *mrand.Rand) err
 			return err
 		}
 		if err := st.PutRule(ctx, offers.Rule{ID: fmt.Sprintf("rule-%04d", i), PerformerID: performerID(i), ShowID: show.ID,
-			Tiers:    []offers.Tier{{Threshold: 3, Perks: []string{"presale"}}, {Threshold: 6, Perks: []string{"vip"}}},
+			Tiers:    []offers.Tier{{Threshold: 2, Perks: []string{"presale"}}, {Threshold: 4, Perks: []string{"vip"}}},
 			Channels: []offers.Channel{offers.ChannelEmail}, Lifetime: 48 * time.Hour}); err != nil {
 			return err
 		}

@@ -331,9 +331,14 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 		Partition: pid.Partition,
 		MinBytes:  1,
 		MaxBytes:  16 << 20,
-		// A fetch returns as soon as data exists; MaxWait only bounds an idle poll.
-		MaxWait:       250 * time.Millisecond,
+		// A fetch returns as soon as data exists, so MaxWait adds no latency; but
+		// kafka-go also uses it as the deadline for a reply to start, and a busy
+		// broker sending megabytes needs more than a few hundred milliseconds.
+		MaxWait:       time.Second,
 		QueueCapacity: 4096,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			log.Warn("kafka reader", slog.String("detail", fmt.Sprintf(msg, args...)))
+		}),
 	})
 	defer func() { _ = r.Close() }()
 	start, err := c.startOffset(ctx, pid, from, log)

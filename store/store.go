@@ -55,6 +55,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("parsing database URL: %w", err)
 	}
 	pcfg.MaxConns = cmp.Or(cfg.MaxConns, 16)
+	// A process frozen mid-checkpoint (a paused VM, a cut network) would hold
+	// its partition's offset row locked until TCP gives up, hours later, and the
+	// partition's new owner could not load it. Postgres ends such a transaction;
+	// if the zombie wakes, its commit fails and its retry is fenced.
+	if _, set := pcfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !set {
+		pcfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "30s"
+	}
 	if cfg.CreateDatabase {
 		if err := createDatabase(ctx, pcfg.ConnConfig); err != nil {
 			return nil, err
