@@ -162,7 +162,7 @@ func TestFansRegisterConsentWithdrawAndErase(t *testing.T) {
 	var rows int
 	if err := a.Store.Pool().QueryRow(t.Context(), `SELECT
 			(SELECT count(*) FROM fans WHERE id = $1) + (SELECT count(*) FROM linked_accounts WHERE fan_id = $1) +
-			(SELECT count(*) FROM offers WHERE fan_id = $1) +
+			(SELECT count(*) FROM offers WHERE fan_id = $1) + (SELECT count(*) FROM contributions WHERE fan_id = $1) +
 			(SELECT count(*) FROM consent_ledger WHERE fan_id = $1 AND (partner_user_id <> '' OR wording <> ''))`, erased).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}

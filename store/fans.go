@@ -99,7 +99,7 @@ func (s *Store) WithdrawConsent(ctx context.Context, partnerID, userID, wording,
 }
 
 // EraseFan deletes a fan's personal data everywhere it is stored (F3): the fan,
-// linked accounts, offers and delivery records go; the consent ledger keeps
+// linked accounts, offers, delivery records, index contributions and facts go; the consent ledger keeps
 // only the fan's random id and what was done, not who the fan was; a tombstone
 // tells partition owners to drop the fan's index and sessions.
 func (s *Store) EraseFan(ctx context.Context, fan uuid.UUID, actor string) error {
@@ -110,6 +110,9 @@ func (s *Store) EraseFan(ctx context.Context, fan uuid.UUID, actor string) error
 		}
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("fan %s: %w", fan, ErrNotFound)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM contributions WHERE fan_id = $1`, fan); err != nil {
+			return fmt.Errorf("erasing contributions: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE consent_ledger SET partner_user_id = '', wording = '' WHERE fan_id = $1`, fan); err != nil {
 			return fmt.Errorf("scrubbing consent ledger: %w", err)
