@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/crescendo-hq/crescendo/api"
@@ -29,7 +28,6 @@ import (
 	"github.com/crescendo-hq/crescendo/notifiers/push"
 	"github.com/crescendo-hq/crescendo/notifiers/sms"
 	"github.com/crescendo-hq/crescendo/offers"
-	"github.com/crescendo-hq/crescendo/pipeline"
 	"github.com/crescendo-hq/crescendo/schedules"
 	"github.com/crescendo-hq/crescendo/store"
 )
@@ -156,7 +154,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	a.Consumer, err = consumers.New(consumers.Config{
 		Brokers: a.Brokers, Topic: s.Topic, DLQTopic: s.DLQTopic, GroupID: s.GroupID,
 		Decoder: decoder, Directory: a.Directory, Rules: a.Rules, Scorers: a.Scorers, Erasures: a.Directory,
-		Checkpointer: checkpointer{store: a.Store, enqueue: a.Dispatcher.EnqueueTx},
+		Checkpointer: store.Checkpointer{Store: a.Store, Enqueue: a.Dispatcher.EnqueueTx},
 		BatchLinger:  s.BatchLinger, SessionGap: s.SessionGap,
 		SessionTimeout:    cmp.Or(opts.SessionTimeout, s.SessionTimeout),
 		RebalanceTimeout:  cmp.Or(opts.RebalanceTimeout, s.RebalanceTimeout),
@@ -320,20 +318,6 @@ func (a *App) Shutdown(ctx context.Context) {
 	if a.Broker != nil {
 		a.Broker.Close()
 	}
-}
-
-// checkpointer adds delivery queueing to the store's checkpoint.
-type checkpointer struct {
-	store   *store.Store
-	enqueue store.EnqueueFunc
-}
-
-func (c checkpointer) LoadPartition(ctx context.Context, p store.PartitionID) (pipeline.State, int64, error) {
-	return c.store.LoadPartition(ctx, p)
-}
-
-func (c checkpointer) Commit(ctx context.Context, cp store.Checkpoint) ([]uuid.UUID, error) {
-	return c.store.Commit(ctx, cp, c.enqueue)
 }
 
 // ensureTopics creates the topics on a real cluster when they are missing.

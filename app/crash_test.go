@@ -39,7 +39,7 @@ import (
 
 	"github.com/crescendo-hq/crescendo/broker"
 	"github.com/crescendo-hq/crescendo/events"
-	"github.com/crescendo-hq/crescendo/internal/testdb"
+	"github.com/crescendo-hq/crescendo/internal/pgtemp"
 	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/pipeline"
 	"github.com/crescendo-hq/crescendo/scoring"
@@ -156,7 +156,7 @@ func newCrashRig(t *testing.T, seed uint64) *crashRig {
 	if err := setBrokerConfig(t.Context(), b.Addrs(), "group.min.session.timeout.ms", "3000"); err != nil {
 		t.Fatal(err)
 	}
-	dbURL := testdb.New(t)
+	dbURL := pgtemp.New(t)
 	st, err := store.Open(t.Context(), store.Config{URL: dbURL, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

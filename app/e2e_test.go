@@ -23,7 +23,7 @@ import (
 	"github.com/crescendo-hq/crescendo/config"
 	"github.com/crescendo-hq/crescendo/demo"
 	"github.com/crescendo-hq/crescendo/events"
-	"github.com/crescendo-hq/crescendo/internal/testdb"
+	"github.com/crescendo-hq/crescendo/internal/pgtemp"
 	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/pipeline"
 	"github.com/crescendo-hq/crescendo/scoring"
@@ -68,7 +68,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(sb.Close)
-	e := &env{t: t, brokers: b.Addrs(), dbURL: testdb.New(t), sb: sb}
+	e := &env{t: t, brokers: b.Addrs(), dbURL: pgtemp.New(t), sb: sb}
 	e.settings = config.Settings{
 		KafkaBrokers: e.brokers, Topic: topic, DLQTopic: dlqTopic, GroupID: "crescendo-test", Partitions: partitions,
 		DatabaseURL: e.dbURL, HTTPAddr: "127.0.0.1:0",

@@ -9,14 +9,11 @@ package bench
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
-	"net/url"
 	"runtime"
 	"slices"
 	"sync"
@@ -30,6 +27,7 @@ import (
 	"github.com/crescendo-hq/crescendo/broker"
 	"github.com/crescendo-hq/crescendo/consumers"
 	"github.com/crescendo-hq/crescendo/events"
+	"github.com/crescendo-hq/crescendo/internal/pgtemp"
 	"github.com/crescendo-hq/crescendo/notifiers"
 	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/pipeline"
@@ -77,11 +75,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	var res Result
 	res.Events = cfg.Events
 
-	dbURL, drop, err := createDatabase(ctx, cfg.AdminURL)
+	dbURL, drop, err := pgtemp.Create(ctx, cfg.AdminURL, "crescendo_bench_")
 	if err != nil {
 		return res, err
 	}
-	defer drop()
+	defer func() { _ = drop() }()
 	st, err := store.Open(ctx, store.Config{URL: dbURL, Logger: logger})
 	if err != nil {
 		return res, err
@@ -135,7 +133,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	var firstRead atomic.Int64
 	c, err := consumers.New(consumers.Config{
 		Brokers: b.Addrs(), Topic: topic, GroupID: "bench", Decoder: decoder, Directory: dir, Rules: rules, Scorers: scorers,
-		Checkpointer: checkpointer{st, disp.EnqueueTx},
+		Checkpointer: store.Checkpointer{Store: st, Enqueue: disp.EnqueueTx},
 		BatchSize:    20_000, BatchLinger: 100 * time.Millisecond,
 		HeartbeatInterval: 500 * time.Millisecond,
 		ObserveApply: func(d time.Duration) {
@@ -203,47 +201,6 @@ func (r Result) Print(w io.Writer, cfg Config) {
 	fmt.Fprintf(w, "ratio:           %9.1f%%\n", 100*r.Ratio)
 	fmt.Fprintf(w, "read-to-index:   p50 %s, p99 %s\n", r.P50, r.P99)
 	fmt.Fprintf(w, "memory:          %.0f bytes per tracked (fan, performer) pair (%d pairs)\n", r.BytesPerPair, r.Pairs)
-}
-
-type checkpointer struct {
-	st      *store.Store
-	enqueue store.EnqueueFunc
-}
-
-func (c checkpointer) LoadPartition(ctx context.Context, p store.PartitionID) (pipeline.State, int64, error) {
-	return c.st.LoadPartition(ctx, p)
-}
-
-func (c checkpointer) Commit(ctx context.Context, cp store.Checkpoint) ([]uuid.UUID, error) {
-	return c.st.Commit(ctx, cp, c.enqueue)
-}
-
-func createDatabase(ctx context.Context, admin string) (string, func(), error) {
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return "", nil, fmt.Errorf("connecting to %s: %w", admin, err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "crescendo_bench_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, fmt.Errorf("creating bench database: %w", err)
-	}
-	u, err := url.Parse(admin)
-	if err != nil {
-		return "", nil, fmt.Errorf("parsing %s: %w", admin, err)
-	}
-	u.Path = "/" + name
-	drop := func() {
-		c, err := pgx.Connect(context.Background(), admin)
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	}
-	return u.String(), drop, nil
 }
 
 const partnerID = "bench-partner"

@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/crescendo-hq/crescendo/internal/testdb"
+	"github.com/crescendo-hq/crescendo/internal/pgtemp"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -16,7 +16,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // the figures themselves come from `crescendo bench`, not from this test.
 func TestRunSmall(t *testing.T) {
 	var out bytes.Buffer
-	cfg := Config{Events: 20_000, Fans: 500, Performers: 50, Partitions: 4, AdminURL: testdb.AdminURL(), Out: &out}
+	cfg := Config{Events: 20_000, Fans: 500, Performers: 50, Partitions: 4, AdminURL: pgtemp.AdminURL(), Out: &out}
 	res, err := Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/crescendo-hq/crescendo/config"
-	"github.com/crescendo-hq/crescendo/internal/testdb"
+	"github.com/crescendo-hq/crescendo/internal/pgtemp"
 	"github.com/crescendo-hq/crescendo/store"
 )
 
@@ -29,7 +29,7 @@ func TestDemoRunsTwiceAndResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.DatabaseURL = testdb.New(t)
+	s.DatabaseURL = pgtemp.New(t)
 	s.DataDir = t.TempDir()
 	s.EmbeddedAddr = "127.0.0.1:0"
 	s.HTTPAddr = "127.0.0.1:0"

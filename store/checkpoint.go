@@ -110,6 +110,23 @@ type Checkpoint struct {
 	Snapshot *pipeline.State
 }
 
+// Checkpointer gives a consumer the store's partition loads and checkpoints,
+// with delivery jobs queued in each checkpoint's transaction.
+type Checkpointer struct {
+	Store   *Store
+	Enqueue EnqueueFunc
+}
+
+// LoadPartition returns a partition's durable state and the next offset to read.
+func (c Checkpointer) LoadPartition(ctx context.Context, p PartitionID) (pipeline.State, int64, error) {
+	return c.Store.LoadPartition(ctx, p)
+}
+
+// Commit writes a checkpoint; see Store.Commit.
+func (c Checkpointer) Commit(ctx context.Context, cp Checkpoint) ([]uuid.UUID, error) {
+	return c.Store.Commit(ctx, cp, c.Enqueue)
+}
+
 // EnqueueFunc queues deliveries for newly inserted offers inside the checkpoint's
 // transaction, so an offer is never issued without its delivery job or the reverse.
 type EnqueueFunc func(ctx context.Context, tx pgx.Tx, offerIDs []uuid.UUID) error

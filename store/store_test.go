@@ -12,7 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/crescendo-hq/crescendo/events"
-	"github.com/crescendo-hq/crescendo/internal/testdb"
+	"github.com/crescendo-hq/crescendo/internal/pgtemp"
 	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/pipeline"
 	"github.com/crescendo-hq/crescendo/scoring"
@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func open(t *testing.T) *store.Store {
 	t.Helper()
-	s, err := store.Open(t.Context(), store.Config{URL: testdb.New(t)})
+	s, err := store.Open(t.Context(), store.Config{URL: pgtemp.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func must(t *testing.T, err error) {
 }
 
 func TestOpenTwiceMigratesOnce(t *testing.T) {
-	url := testdb.New(t)
+	url := pgtemp.New(t)
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
 	for i := range errs {

@@ -16,7 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/crescendo-hq/crescendo/internal/testdb"
+	"github.com/crescendo-hq/crescendo/internal/pgtemp"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -35,7 +35,7 @@ func build(t *testing.T) string {
 
 func baseEnv(t *testing.T) []string {
 	return append(os.Environ(),
-		"DATABASE_URL="+testdb.New(t),
+		"DATABASE_URL="+pgtemp.New(t),
 		"CRESCENDO_DATA_DIR="+t.TempDir(),
 		"CRESCENDO_KAFKA_ADDR=127.0.0.1:0",
 		"HTTP_ADDR=127.0.0.1:0",
