@@ -3,7 +3,7 @@ package app_test
 // Exactly-once effect under crashes (issue #3, acceptance point 5, F7): the
 // real binary consumes a stream of more than 100,000 events while the test
 // SIGKILLs it at random moments and restarts it; afterwards every (fan,
-// performer) listening counter and every issued offer must equal what one
+// performer) index state and every issued offer must equal what one
 // straight run of the pipeline over the same records gives.
 //
 // The random choices (the events and the kill delays) come from fixed seeds,
@@ -807,7 +807,7 @@ func (r *crashRig) compare(ends map[int]int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refListening := map[int]map[pipeline.PairKey]scoring.PairState{}
+	refPairs := map[int]map[pipeline.PairKey]scoring.PairState{}
 	refSessions := map[int]map[uuid.UUID]sessions.Session{}
 	refOffers := map[offers.Key]refOffer{}
 	refContribs := map[contribKey]contribSum{}
@@ -844,7 +844,7 @@ func (r *crashRig) compare(ends map[int]int64) {
 			}
 		}
 		full := part.State()
-		refListening[p], refSessions[p] = full.Pairs, full.Sessions
+		refPairs[p], refSessions[p] = full.Pairs, full.Sessions
 		for _, c := range part.Flush().Contributions {
 			k := contribKey{c.Fan, c.Performer, string(c.Signal), c.EventID}
 			refContribs[k] = contribSum{refContribs[k].n + 1, refContribs[k].points + c.Points}
@@ -855,7 +855,7 @@ func (r *crashRig) compare(ends map[int]int64) {
 		t.Fatalf("the stream is too tame to prove much: %d offers, %d dropped, %d dead-lettered", len(refOffers), dropped, rejected)
 	}
 
-	// Listening counters, partition by partition, both ways.
+	// Pair states, partition by partition, both ways.
 	var diffs []string
 	pairs := 0
 	for p := range crashPartitions {
@@ -867,8 +867,8 @@ func (r *crashRig) compare(ends map[int]int64) {
 			diffs = append(diffs, fmt.Sprintf("partition %d: stored offset %d, log end %d", p, next, ends[p]))
 		}
 		pairs += len(st.Pairs)
-		for _, k := range slices.SortedFunc(maps.Keys(refListening[p]), compareKeys) {
-			want := refListening[p][k]
+		for _, k := range slices.SortedFunc(maps.Keys(refPairs[p]), compareKeys) {
+			want := refPairs[p][k]
 			got, ok := st.Pairs[k]
 			switch {
 			case !ok:
@@ -878,7 +878,7 @@ func (r *crashRig) compare(ends map[int]int64) {
 			}
 		}
 		for _, k := range slices.SortedFunc(maps.Keys(st.Pairs), compareKeys) {
-			if _, ok := refListening[p][k]; !ok {
+			if _, ok := refPairs[p][k]; !ok {
 				diffs = append(diffs, fmt.Sprintf("partition %d %s/%s: stored %s, absent from the straight run", p, k.Fan, k.Performer, counter(st.Pairs[k])))
 			}
 		}
@@ -895,7 +895,7 @@ func (r *crashRig) compare(ends map[int]int64) {
 			}
 		}
 	}
-	failDiffs(t, "listening counters and sessions", diffs)
+	failDiffs(t, "pair states and sessions", diffs)
 
 	// Offers: each once, the same set, crossed by the same event at the same index.
 	stored, err := r.st.Offers(ctx)
@@ -991,7 +991,7 @@ func (r *crashRig) compare(ends map[int]int64) {
 		diffs = append(diffs, fmt.Sprintf("delivery job for offer %s, which does not exist", id))
 	}
 	failDiffs(t, "delivery jobs", diffs)
-	t.Logf("%d listening pairs, their sessions, %d contributions and %d offers equal the straight run", pairs, len(refContribs), len(stored))
+	t.Logf("%d pairs, their sessions, %d contributions and %d offers equal the straight run", pairs, len(refContribs), len(stored))
 }
 
 // contribKey names one event's contribution to one pair's index.

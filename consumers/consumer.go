@@ -369,9 +369,10 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 	}
 	forget()
 	recomputed := c.cfg.Clock() // the first recomputation is one period after taking the partition
-	for checkpoints := 0; ; checkpoints++ {
+	checkpoints := 0
+	for {
 		var n int
-		next := from
+		var next int64
 		n, next, dead = c.readBatch(ctx, r, part, pid, dead[:0])
 		mustSnapshot := forget()
 		if now := c.cfg.Clock(); now.Sub(recomputed) >= c.cfg.RecomputeEvery {
@@ -384,7 +385,6 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 				return nil // done with nothing read
 			}
 			if !mustSnapshot {
-				checkpoints--
 				continue // idle
 			}
 			next = from // an erasure on an idle partition: snapshot without reading
@@ -399,6 +399,7 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 		if err != nil {
 			return err
 		}
+		checkpoints++
 		from = next
 		_ = gen.CommitOffsets(map[string]map[int]int64{pid.Topic: {pid.Partition: next}})
 		if ctx.Err() != nil {
@@ -468,9 +469,11 @@ func (c *Consumer) readBatch(ctx context.Context, r *kafka.Reader, part *pipelin
 func (c *Consumer) apply(ctx context.Context, part *pipeline.Partition, pid store.PartitionID, m kafka.Message, dead []kafka.Message) []kafka.Message {
 	readAt := time.Now()
 	c.read.Add(1)
-	headers := make([]events.Header, len(m.Headers))
-	for i, h := range m.Headers {
-		headers[i] = events.Header{Key: h.Key, Value: h.Value}
+	// Records carry a header or two; a fixed array keeps the copy off the heap.
+	var buf [4]events.Header
+	headers := buf[:0]
+	for _, h := range m.Headers {
+		headers = append(headers, events.Header{Key: h.Key, Value: h.Value})
 	}
 	ev, err := c.cfg.Decoder.Decode(m.Value, headers)
 	if err == nil {

@@ -212,7 +212,6 @@ func (p *Partition) Apply(ev events.Event) (Result, error) {
 		p.sessions.Listen(fan, ev.Time)
 	}
 	live := p.sessions.Live(fan, ev.Time)
-	now := p.cfg.Clock()
 	p.targets = scorer.Targets(p.targets[:0], ev)
 	for _, perf := range p.targets {
 		k := scoring.PairKey{Fan: fan, Performer: p.interner.Intern(perf)}
@@ -239,7 +238,7 @@ func (p *Partition) Apply(ev events.Event) (Result, error) {
 			Index:       scorer.Index(&st, p.fans[fan], perf, ev.Time),
 			SessionLive: live,
 			EventID:     ev.Source + "/" + ev.ID,
-			Now:         now,
+			Now:         p.cfg.Clock(), // only stamps offers: read it only where rules apply
 		}
 		for _, r := range rules {
 			for _, o := range offers.Evaluate(r, c, p.isIssued, p.cfg.NewID) {

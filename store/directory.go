@@ -29,7 +29,9 @@ type directorySnapshot struct {
 	partners map[string]struct{}
 	accounts map[accountKey]account
 	erased   map[uuid.UUID]struct{}
-	version  uint64
+	// erasedVersion changes only when the erased set does, so partition owners
+	// scan their state for erased fans on erasures, not on every consent change.
+	erasedVersion uint64
 }
 
 // Directory is an in-memory copy of partners and linked accounts, refreshed
@@ -37,8 +39,10 @@ type directorySnapshot struct {
 // It is safe for concurrent use.
 type Directory struct {
 	store *Store
-	mu    sync.Mutex // orders concurrent refreshes so versions only grow
-	snap  atomic.Pointer[directorySnapshot]
+	// mu serializes refreshes: a slow reload finishing after a newer one
+	// would otherwise put back a directory from before the change.
+	mu   sync.Mutex
+	snap atomic.Pointer[directorySnapshot]
 }
 
 // NewDirectory loads the directory.
@@ -53,6 +57,8 @@ func (s *Store) NewDirectory(ctx context.Context) (*Directory, error) {
 // Refresh reloads the directory. A full reload (rather than changes since a
 // time) also forgets erased fans and unlinked accounts.
 func (d *Directory) Refresh(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	snap := &directorySnapshot{partners: map[string]struct{}{}, accounts: map[accountKey]account{}, erased: map[uuid.UUID]struct{}{}}
 	rows, err := d.store.pool.Query(ctx, `SELECT id FROM partners`)
 	if err != nil {
@@ -88,18 +94,26 @@ func (d *Directory) Refresh(ctx context.Context) error {
 	if snap.erased, err = d.store.erasedFans(ctx); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	snap.version = d.snap.Load().versionOr0() + 1
+	if prev := d.snap.Load(); prev != nil {
+		snap.erasedVersion = prev.erasedVersion
+		if !sameSet(prev.erased, snap.erased) {
+			snap.erasedVersion++
+		}
+	}
 	d.snap.Store(snap)
 	return nil
 }
 
-func (s *directorySnapshot) versionOr0() uint64 {
-	if s == nil {
-		return 0
+func sameSet(a, b map[uuid.UUID]struct{}) bool {
+	if len(a) != len(b) {
+		return false
 	}
-	return s.version
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Store) erasedFans(ctx context.Context) (map[uuid.UUID]struct{}, error) {
@@ -118,11 +132,11 @@ func (s *Store) erasedFans(ctx context.Context) (map[uuid.UUID]struct{}, error) 
 	return out, nil
 }
 
-// Erased returns the erased fans and a version that changes with every reload,
-// so a partition owner can tell when to look again.
+// Erased returns the erased fans and a version that changes when they do, so a
+// partition owner can tell when to look again.
 func (d *Directory) Erased() (map[uuid.UUID]struct{}, uint64) {
 	s := d.snap.Load()
-	return s.erased, s.version
+	return s.erased, s.erasedVersion
 }
 
 // Listen reloads the directory, and calls onChange, whenever partners, linked
@@ -189,6 +203,7 @@ func (d *Directory) Account(partner, userID string) (uuid.UUID, fans.Scope, bool
 // the database. It is safe for concurrent use.
 type RuleSet struct {
 	store *Store
+	mu    sync.Mutex // serializes refreshes, as Directory.mu does
 	snap  atomic.Pointer[map[string][]offers.Rule]
 }
 
@@ -203,6 +218,8 @@ func (s *Store) NewRuleSet(ctx context.Context) (*RuleSet, error) {
 
 // Refresh reloads the active rules.
 func (r *RuleSet) Refresh(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	rules, err := r.store.Rules(ctx, true)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -106,6 +107,7 @@ func (s *Store) ScoringConfig(ctx context.Context, now time.Time) (scoring.Confi
 // rebuilt on Refresh. It is safe for concurrent use.
 type Scorers struct {
 	store *Store
+	mu    sync.Mutex // serializes refreshes, as Directory.mu does
 	cur   atomic.Pointer[scoring.Scorer]
 }
 
@@ -120,6 +122,8 @@ func (s *Store) NewScorers(ctx context.Context) (*Scorers, error) {
 
 // Refresh rebuilds the scorer; a configuration that does not compile keeps the old one.
 func (sc *Scorers) Refresh(ctx context.Context) error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
 	cfg, err := sc.store.ScoringConfig(ctx, time.Now())
 	if err != nil {
 		return err
