@@ -1,5 +1,6 @@
 // Package api is Crescendo's HTTP surface: health, the in-app push stream
-// partner apps hold open for their users, and (in the demo) the outbox of what
+// partner apps hold open for their users, fans' registration and consent,
+// marketers' scoring profiles and tokens, and (in the demo) the outbox of what
 // the provider sandboxes received.
 package api
 
@@ -36,6 +37,10 @@ type Config struct {
 	Scorers      interface{ Scorer() *scoring.Scorer }
 	Clock        func() time.Time
 	Push         *push.Hub
+	// Marketers, when set, serves marketer organizations' scoring profiles,
+	// performers' scoring and API tokens under /v1/profiles, /v1/performers
+	// and /v1/tokens, for callers with a marketer token.
+	Marketers Marketers
 	// Ready reports what keeps the process from serving, by check name; nil values pass.
 	Ready func(ctx context.Context) map[string]error
 	// Outbox, when set, serves GET /dev/outbox (demo and development only).
@@ -64,6 +69,9 @@ func New(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("GET /v1/push/stream", s.pushStream)
 	if cfg.Fans != nil {
 		s.routeFans(mux)
+	}
+	if cfg.Marketers != nil {
+		s.routeMarketers(mux)
 	}
 	if cfg.Outbox != nil {
 		mux.HandleFunc("GET /dev/outbox", func(w http.ResponseWriter, _ *http.Request) {
@@ -117,12 +125,27 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// bearer returns the request's bearer token, or answers 401 with detail.
+func bearer(w http.ResponseWriter, r *http.Request, detail string) (string, bool) {
+	token, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !found || token == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="crescendo"`)
+		writeProblem(w, http.StatusUnauthorized, detail)
+		return "", false
+	}
+	return token, true
+}
+
+// rejectToken answers 401 for a bearer token that names no one.
+func rejectToken(w http.ResponseWriter, detail string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="crescendo", error="invalid_token"`)
+	writeProblem(w, http.StatusUnauthorized, detail)
+}
+
 // partner authenticates the caller as a partner app by its bearer key.
 func (s *server) partner(w http.ResponseWriter, r *http.Request) (string, bool) {
-	key, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !found || key == "" {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="crescendo"`)
-		writeProblem(w, http.StatusUnauthorized, "a partner API key is required as a bearer token")
+	key, ok := bearer(w, r, "a partner API key is required as a bearer token")
+	if !ok {
 		return "", false
 	}
 	id, ok, err := s.cfg.Partners.PartnerByKey(r.Context(), key)
@@ -132,8 +155,7 @@ func (s *server) partner(w http.ResponseWriter, r *http.Request) (string, bool) 
 		return "", false
 	}
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="crescendo", error="invalid_token"`)
-		writeProblem(w, http.StatusUnauthorized, "unknown API key")
+		rejectToken(w, "unknown API key")
 		return "", false
 	}
 	return id, true

@@ -51,18 +51,36 @@ func (s *server) withPartner(h func(w http.ResponseWriter, r *http.Request, part
 	}
 }
 
-// invalid is a 422 body that lists every problem.
+// invalid is a 422 body that lists every problem, each as a line ("field:
+// reason") in Errors and split into its field and reason in Problems.
 type invalid struct {
 	problem
-	Errors []string `json:"errors"`
+	Errors   []string       `json:"errors"`
+	Problems []fieldProblem `json:"problems"`
+}
+
+// fieldProblem is one invalid field: its JSON path and what is wrong with it.
+type fieldProblem struct {
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
 }
 
 func writeInvalid(w http.ResponseWriter, err error) {
+	lines := strings.Split(err.Error(), "\n")
+	problems := make([]fieldProblem, len(lines))
+	for i, l := range lines {
+		field, reason, ok := strings.Cut(l, ": ")
+		if !ok {
+			field, reason = "", l
+		}
+		problems[i] = fieldProblem{Field: field, Reason: reason}
+	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(http.StatusUnprocessableEntity)
 	_ = json.NewEncoder(w).Encode(invalid{
-		problem: problem{Title: "Unprocessable Entity", Status: http.StatusUnprocessableEntity, Detail: "the request has invalid fields"},
-		Errors:  strings.Split(err.Error(), "\n"),
+		problem:  problem{Title: "Unprocessable Entity", Status: http.StatusUnprocessableEntity, Detail: "the request has invalid fields"},
+		Errors:   lines,
+		Problems: problems,
 	})
 }
 

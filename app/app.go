@@ -151,8 +151,13 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	if err != nil {
 		return nil, err
 	}
+	routingSecret, err := a.Store.ClusterSecret(ctx, "routing")
+	if err != nil {
+		return nil, err
+	}
 	a.Consumer, err = consumers.New(consumers.Config{
 		Brokers: a.Brokers, Topic: s.Topic, DLQTopic: s.DLQTopic, GroupID: s.GroupID,
+		Partitioner: s.Partitioner, RoutingSecret: routingSecret,
 		Decoder: decoder, Directory: a.Directory, Rules: a.Rules, Scorers: a.Scorers, Erasures: a.Directory,
 		Checkpointer: store.Checkpointer{Store: a.Store, Enqueue: a.Dispatcher.EnqueueTx},
 		BatchLinger:  s.BatchLinger, SessionGap: s.SessionGap,
@@ -179,7 +184,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	}
 
 	handler, err := api.New(api.Config{
-		Partners: a.Store, Fans: a.Store, Explanations: a.Store, Scorers: a.Scorers,
+		Partners: a.Store, Fans: a.Store, Explanations: a.Store, Scorers: a.Scorers, Marketers: a.Store,
 		Push: a.Push, Outbox: opts.Outbox, Logger: logger,
 		Ready: a.ready,
 	})

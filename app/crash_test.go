@@ -380,7 +380,7 @@ func (r *crashRig) produce(rate int) *producer {
 func (p *producer) run(ctx context.Context, brokers []string, gen *eventGen, rate int) error {
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: crashTopic, Balancer: &kafka.Hash{},
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: crashTopic, Balancer: kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond, BatchSize: 1000, Transport: tr}
 	defer w.Close()
 	const chunk = 250

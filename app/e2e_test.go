@@ -152,7 +152,7 @@ func (e *env) publish(msgs ...kafka.Message) {
 	e.t.Helper()
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
-	w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: &kafka.Hash{},
+	w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: 1000, Transport: tr}
 	defer w.Close()
 	if err := w.WriteMessages(e.t.Context(), msgs...); err != nil {

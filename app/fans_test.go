@@ -100,8 +100,8 @@ func TestFansRegisterConsentWithdrawAndErase(t *testing.T) {
 
 	// Consent changes reach the consumer through LISTEN/NOTIFY, not the hourly refresh.
 	eventually(t, 5*time.Second, "the registrations to reach the directory", func() bool {
-		_, _, ok1 := a.Directory.Account(partnerID, "u1")
-		_, _, ok2 := a.Directory.Account(partnerID, "u2")
+		_, ok1 := a.Directory.Account(partnerID, "u1")
+		_, ok2 := a.Directory.Account(partnerID, "u2")
 		return ok1 && ok2
 	})
 	now := time.Now().UTC().Add(-time.Minute)
@@ -139,7 +139,7 @@ func TestFansRegisterConsentWithdrawAndErase(t *testing.T) {
 		t.Fatalf("withdrawing: %d", status)
 	}
 	eventually(t, 5*time.Second, "the withdrawal to reach the directory", func() bool {
-		_, _, ok := a.Directory.Account(partnerID, "u1")
+		_, ok := a.Directory.Account(partnerID, "u1")
 		return !ok
 	})
 	e.publish(listen("u1", "a3", now, "aurora", 4))

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,8 @@ type Config struct {
 	AdminURL string
 	Out      io.Writer
 	Logger   *slog.Logger
+	// CPUProfile, when set, receives a CPU profile of the consumer-path drain only.
+	CPUProfile io.Writer
 }
 
 // Result is what a run measured.
@@ -58,6 +61,7 @@ type Result struct {
 	OffersIssued                  int64
 	Checkpoints                   int64
 	CheckpointTime                time.Duration // summed over partitions
+	Contributions                 int64         // explanation rows written
 }
 
 const topic = "bench-activity"
@@ -130,17 +134,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	lat := make([]time.Duration, cfg.Events)
 	var nlat atomic.Int64
-	var firstRead atomic.Int64
+	secret, err := st.ClusterSecret(ctx, "routing")
+	if err != nil {
+		return res, err
+	}
 	c, err := consumers.New(consumers.Config{
-		Brokers: b.Addrs(), Topic: topic, GroupID: "bench", Decoder: decoder, Directory: dir, Rules: rules, Scorers: scorers,
-		Checkpointer: store.Checkpointer{Store: st, Enqueue: disp.EnqueueTx},
-		BatchSize:    20_000, BatchLinger: 100 * time.Millisecond,
+		Brokers: b.Addrs(), Topic: topic, GroupID: "bench", RoutingSecret: secret, Decoder: decoder, Directory: dir, Rules: rules, Scorers: scorers,
+		Checkpointer:      store.Checkpointer{Store: st, Enqueue: disp.EnqueueTx},
 		HeartbeatInterval: 500 * time.Millisecond,
 		ObserveApply: func(d time.Duration) {
 			i := nlat.Add(1) - 1
-			if i == 0 {
-				firstRead.Store(time.Now().UnixNano())
-			}
 			if int(i) < len(lat) {
 				lat[i] = d
 			}
@@ -153,21 +156,32 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	fmt.Fprintln(out, "draining through the consumer path")
 	cctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	if cfg.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
+			stop()
+			return res, fmt.Errorf("starting CPU profile: %w", err)
+		}
+	}
 	go func() { done <- c.Run(cctx) }()
-	if err := waitCheckpointed(ctx, st, cfg.Partitions, ends); err != nil {
+	err = waitCheckpointed(ctx, st, cfg.Partitions, ends)
+	end := time.Now()
+	if cfg.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
 		stop()
 		<-done
 		return res, err
 	}
-	end := time.Now()
 	stop()
 	if err := <-done; err != nil {
 		return res, err
 	}
-	res.ConsumerTime = end.Sub(time.Unix(0, firstRead.Load()))
+	res.ConsumerTime = end.Sub(c.Stats().FirstRead)
 	res.ConsumerRate = float64(cfg.Events) / res.ConsumerTime.Seconds()
 	stats := c.Stats()
 	res.OffersIssued, res.Checkpoints, res.CheckpointTime = stats.OffersIssued, stats.Checkpoints, stats.CheckpointTime
+	res.Contributions = stats.Contributions
 	n := min(int(nlat.Load()), len(lat))
 	sample := lat[:n]
 	slices.Sort(sample)
@@ -193,10 +207,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 // Print writes a report of r with the conditions it was measured under.
 func (r Result) Print(w io.Writer, cfg Config) {
-	fmt.Fprintf(w, "\nconditions: %d events, %d fans, %d performers, %d partitions, GOMAXPROCS=%d, %s/%s, in-process broker, local Postgres\n",
+	fmt.Fprintf(w, "\nconditions: %d events, %d fans, %d performers, %d partitions, GOMAXPROCS=%d, %s/%s, in-process broker, local Postgres, serve's default batching (5000 events, 20ms linger)\n",
 		r.Events, cmp.Or(cfg.Fans, 100_000), cmp.Or(cfg.Performers, 1_000), cmp.Or(cfg.Partitions, 8), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
-	fmt.Fprintf(w, "consumer path:   %9.0f events/s  (%s; %d checkpoints taking %s summed over partitions; %d offers issued)\n",
-		r.ConsumerRate, r.ConsumerTime.Round(time.Millisecond), r.Checkpoints, r.CheckpointTime.Round(time.Millisecond), r.OffersIssued)
+	fmt.Fprintf(w, "consumer path:   %9.0f events/s  (%s; %d checkpoints taking %s summed over partitions; %d contributions; %d offers issued)\n",
+		r.ConsumerRate, r.ConsumerTime.Round(time.Millisecond), r.Checkpoints, r.CheckpointTime.Round(time.Millisecond), r.Contributions, r.OffersIssued)
 	fmt.Fprintf(w, "bare reader:     %9.0f events/s  (%s)\n", r.BareRate, r.BareTime.Round(time.Millisecond))
 	fmt.Fprintf(w, "ratio:           %9.1f%%\n", 100*r.Ratio)
 	fmt.Fprintf(w, "read-to-index:   p50 %s, p99 %s\n", r.P50, r.P99)
@@ -285,7 +299,7 @@ func produce(ctx context.Context, brokers []string, cfg Config, rng *mrand.Rand)
 	}
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Balancer: kafka.Murmur2Balancer{Consistent: true}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: 2 * time.Millisecond, BatchSize: 5_000, Transport: tr}
 	defer func() { _ = w.Close() }()
 	for len(msgs) > 0 {

@@ -48,6 +48,7 @@ type Settings struct {
 	SessionTimeout    time.Duration // KAFKA_SESSION_TIMEOUT
 	RebalanceTimeout  time.Duration // KAFKA_REBALANCE_TIMEOUT
 	HeartbeatInterval time.Duration // KAFKA_HEARTBEAT_INTERVAL
+	Partitioner       string        // KAFKA_PARTITIONER
 }
 
 // Var documents one environment variable.
@@ -67,6 +68,7 @@ var Vars = []Var{
 	{"KAFKA_SESSION_TIMEOUT", "30s", "How long the group waits for a silent member (a crashed process) before it hands its partitions to the others."},
 	{"KAFKA_REBALANCE_TIMEOUT", "30s", "How long the group waits for members to rejoin during a rebalance."},
 	{"KAFKA_HEARTBEAT_INTERVAL", "3s", "How often a member tells the group it is alive; well under the session timeout."},
+	{"KAFKA_PARTITIONER", "murmur2", "Key partitioner partner apps produce with: murmur2 (Java client), crc32 (librdkafka default) or fnv1a (Sarama, kafka-go Hash). A fan's events keyed by their first account land where the fan's state lives; others are routed there."},
 	{"DATABASE_URL", "postgres://postgres@127.0.0.1:5432/crescendo?sslmode=disable", "Postgres connection string."},
 	{"DATABASE_CREATE", "false (demo: true)", "Create the database if it does not exist."},
 	{"HTTP_ADDR", "127.0.0.1:8080", "HTTP listen address (API, push streams, health)."},
@@ -145,6 +147,11 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 	s.SessionTimeout = dur("KAFKA_SESSION_TIMEOUT", "30s")
 	s.RebalanceTimeout = dur("KAFKA_REBALANCE_TIMEOUT", "30s")
 	s.HeartbeatInterval = dur("KAFKA_HEARTBEAT_INTERVAL", "3s")
+	switch s.Partitioner = strings.ToLower(get("KAFKA_PARTITIONER", "murmur2")); s.Partitioner {
+	case "murmur2", "crc32", "fnv1a":
+	default:
+		errs = append(errs, fmt.Errorf("KAFKA_PARTITIONER: want murmur2, crc32 or fnv1a, got %q", s.Partitioner))
+	}
 	s.DLQTopic = get("KAFKA_DLQ_TOPIC", s.Topic+".dlq")
 	if b := get("KAFKA_BROKERS", ""); b != "" {
 		for _, h := range strings.Split(b, ",") {

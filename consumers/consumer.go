@@ -57,6 +57,13 @@ type Config struct {
 	Rules        pipeline.RuleSet
 	Checkpointer Checkpointer
 
+	// Partitioner names the key partitioner partner apps produce with:
+	// murmur2 (default), crc32 or fnv1a (see Partitioners).
+	Partitioner string
+	// RoutingSecret signs records routed to a fan's home partition; every
+	// member of the group must use the same one. At least 16 bytes.
+	RoutingSecret []byte
+
 	// BatchSize bounds the events per checkpoint; default 5000.
 	BatchSize int
 	// BatchLinger is how long a batch waits for more events once it has one;
@@ -84,7 +91,8 @@ type Config struct {
 	// RetryBackoff is the first wait after a failed load or checkpoint; it doubles up to 5s.
 	RetryBackoff time.Duration // default 100ms
 
-	// ObserveApply, when set, receives for every applied event the time from
+	// ObserveApply, when set, receives for every 8th event read (a sample: two
+	// clock reads per event cost more than the index update on some hosts) the time from
 	// reading it to the index reflecting it (benchmarks and metrics).
 	ObserveApply func(time.Duration)
 
@@ -101,8 +109,15 @@ type Stats struct {
 	OffersIssued int64 // offers newly inserted by checkpoints
 	Checkpoints  int64
 	Fenced       int64
+	Routed       int64 // records copied to their fan's home partition
+	RoutedIn     int64 // routed records applied here
+	RoutedRepeat int64 // routed records skipped as already applied
 	// CheckpointTime is the time spent in successful checkpoint commits, summed over partitions.
 	CheckpointTime time.Duration
+	// Contributions is how many explanation rows (F6) checkpoints wrote.
+	Contributions int64
+	// FirstRead is when this consumer read its first record; zero before.
+	FirstRead time.Time
 }
 
 // Consumer is a member of the consumer group.
@@ -110,8 +125,9 @@ type Consumer struct {
 	cfg    Config
 	logger *slog.Logger
 	dlq    *kafka.Writer
+	router *router
 
-	read, applied, dropped, dead, offersIssued, checkpoints, fenced, checkpointNanos atomic.Int64
+	read, applied, dropped, dead, offersIssued, checkpoints, fenced, checkpointNanos, contributions, firstRead, routed, routedIn, routedRepeat atomic.Int64
 
 	mu        sync.Mutex
 	assigned  map[int]struct{}
@@ -152,6 +168,11 @@ func New(cfg Config) (*Consumer, error) {
 	cfg.SnapshotEvery = cmp.Or(cfg.SnapshotEvery, 64)
 	cfg.RecomputeEvery = cmp.Or(cfg.RecomputeEvery, 6*time.Hour)
 	cfg.RetryBackoff = cmp.Or(cfg.RetryBackoff, 100*time.Millisecond)
+	cfg.Partitioner = cmp.Or(cfg.Partitioner, "murmur2")
+	rt, err := newRouter(cfg.Brokers, cfg.Topic, cfg.Partitioner, cfg.RoutingSecret)
+	if err != nil {
+		return nil, fmt.Errorf("consumers: %w", err)
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
@@ -159,6 +180,7 @@ func New(cfg Config) (*Consumer, error) {
 	return &Consumer{
 		cfg:    cfg,
 		logger: logger,
+		router: rt,
 		dlq: &kafka.Writer{
 			Addr:         kafka.TCP(cfg.Brokers...),
 			Topic:        cfg.DLQTopic,
@@ -184,6 +206,9 @@ func (c *Consumer) Stats() Stats {
 		DeadLettered: c.dead.Load(), OffersIssued: c.offersIssued.Load(),
 		Checkpoints: c.checkpoints.Load(), Fenced: c.fenced.Load(),
 		CheckpointTime: time.Duration(c.checkpointNanos.Load()),
+		Contributions:  c.contributions.Load(),
+		FirstRead:      unixNanoTime(c.firstRead.Load()),
+		Routed:         c.routed.Load(), RoutedIn: c.routedIn.Load(), RoutedRepeat: c.routedRepeat.Load(),
 	}
 }
 
@@ -241,6 +266,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer func() {
 		_ = c.dlq.Close()
 		c.dlq.Transport.(*kafka.Transport).CloseIdleConnections()
+		c.router.close()
 	}()
 	// Close ends the current generation, waits for its partition workers (which
 	// checkpoint on the way out) and leaves the group.
@@ -309,6 +335,10 @@ func (c *Consumer) runPartition(ctx context.Context, gen *kafka.Generation, part
 // consume loads the partition and processes batches until ctx is done (nil)
 // or something forces a reload (error).
 func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store.PartitionID, log *slog.Logger) error {
+	count, err := c.partitionCount(ctx, pid.Topic)
+	if err != nil {
+		return err
+	}
 	state, from, err := c.cfg.Checkpointer.LoadPartition(ctx, pid)
 	if err != nil {
 		return fmt.Errorf("loading partition: %w", err)
@@ -319,6 +349,7 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 		Scorers:    c.cfg.Scorers,
 		SessionGap: c.cfg.SessionGap,
 		Clock:      c.cfg.Clock,
+		Here:       c.router.here(pid.Partition, count),
 	})
 	if err != nil {
 		return err
@@ -350,7 +381,6 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 	}
 	log.InfoContext(ctx, "partition loaded", slog.Int64("offset", from), slog.Int("pairs", len(state.Pairs)))
 
-	var dead []kafka.Message
 	var erasedVersion uint64
 	forget := func() bool {
 		if c.cfg.Erasures == nil {
@@ -370,10 +400,23 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 	forget()
 	recomputed := c.cfg.Clock() // the first recomputation is one period after taking the partition
 	checkpoints := 0
+	// One checkpoint may be in flight while the next batch is read and applied:
+	// Postgres and the event path overlap instead of taking turns. The next
+	// checkpoint starts only after the previous one is durable, so offsets
+	// still advance in order and a failed one leaves nothing after it.
+	var inflight chan error
+	await := func() error {
+		if inflight == nil {
+			return nil
+		}
+		err := <-inflight
+		inflight = nil
+		return err
+	}
+	defer func() { _ = await() }()
+	var lastKafkaCommit time.Time
 	for {
-		var n int
-		var next int64
-		n, next, dead = c.readBatch(ctx, r, part, pid, dead[:0])
+		n, next, out := c.readBatch(ctx, r, part, pid)
 		mustSnapshot := forget()
 		if now := c.cfg.Clock(); now.Sub(recomputed) >= c.cfg.RecomputeEvery {
 			n := part.Recompute(now)
@@ -382,30 +425,68 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 		}
 		if n == 0 {
 			if ctx.Err() != nil {
-				return nil // done with nothing read
+				return await() // done with nothing more read
 			}
 			if !mustSnapshot {
-				continue // idle
+				// Idle: let the last checkpoint land so a failure surfaces now.
+				if err := await(); err != nil {
+					return err
+				}
+				continue
 			}
 			next = from // an erasure on an idle partition: snapshot without reading
 		}
+		snapshot := mustSnapshot || checkpoints%c.cfg.SnapshotEvery == 0
+		cp := store.Checkpoint{PartitionID: pid, From: from, To: next, Delta: part.Flush()}
+		if snapshot {
+			full := part.State()
+			cp.Snapshot = &full
+		}
+		if err := await(); err != nil {
+			return err
+		}
+		done := make(chan error, 1)
+		inflight = done
 		// The work for these records is done in memory; make it durable even if
 		// the partition is taken away meanwhile, so the next owner does not redo
 		// it. A stale owner cannot do harm: the offset check fences it.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.CheckpointTimeout)
-		snapshot := mustSnapshot || checkpoints%c.cfg.SnapshotEvery == 0
-		err := c.checkpoint(cctx, part, pid, from, next, dead, snapshot, log)
-		cancel()
-		if err != nil {
-			return err
-		}
+		go func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.CheckpointTimeout)
+			defer cancel()
+			err := c.checkpoint(cctx, cp, out, log)
+			// Kafka's copy of the offset is only for lag tools: commit it at most
+			// once a second (each commit is a coordinator round trip).
+			if err == nil && (time.Since(lastKafkaCommit) >= time.Second || ctx.Err() != nil) {
+				lastKafkaCommit = time.Now()
+				_ = gen.CommitOffsets(map[string]map[int]int64{pid.Topic: {pid.Partition: cp.To}})
+			}
+			done <- err
+		}()
 		checkpoints++
 		from = next
-		_ = gen.CommitOffsets(map[string]map[int]int64{pid.Topic: {pid.Partition: next}})
 		if ctx.Err() != nil {
-			return nil
+			return await()
 		}
 	}
+}
+
+// partitionCount reads how many partitions topic has: where a fan's state
+// lives depends on it. A change of the count rebalances the group, and every
+// partition is loaded again.
+func (c *Consumer) partitionCount(ctx context.Context, topic string) (int, error) {
+	conn, err := kafka.DialContext(ctx, "tcp", c.cfg.Brokers[0])
+	if err != nil {
+		return 0, fmt.Errorf("reading partitions of %s: %w", topic, err)
+	}
+	defer func() { _ = conn.Close() }()
+	parts, err := conn.ReadPartitions(topic)
+	if err != nil {
+		return 0, fmt.Errorf("reading partitions of %s: %w", topic, err)
+	}
+	if len(parts) == 0 {
+		return 0, fmt.Errorf("reading partitions of %s: none", topic)
+	}
+	return len(parts), nil
 }
 
 // startOffset decides where to read from. A stored offset outside the log
@@ -438,19 +519,26 @@ func (c *Consumer) startOffset(ctx context.Context, pid store.PartitionID, from 
 	return from, nil
 }
 
+// outbox is what a batch must write to Kafka before its checkpoint: dead
+// letters, and events routed to their fan's home partition.
+type outbox struct {
+	dead, routes []kafka.Message
+}
+
 // readBatch applies records as they arrive, so the index reflects an event as
 // soon as it is read, until the batch is full or BatchLinger has passed since
 // its first record. It returns how many records it read, the next offset, and
-// the records to dead-letter.
-func (c *Consumer) readBatch(ctx context.Context, r *kafka.Reader, part *pipeline.Partition, pid store.PartitionID, dead []kafka.Message) (int, int64, []kafka.Message) {
+// the records to write before checkpointing.
+func (c *Consumer) readBatch(ctx context.Context, r *kafka.Reader, part *pipeline.Partition, pid store.PartitionID) (int, int64, outbox) {
+	var out outbox
 	// An idle partition wakes up now and then to act on erasures.
 	ictx, icancel := context.WithTimeout(ctx, time.Second)
 	m, err := r.FetchMessage(ictx)
 	icancel()
 	if err != nil {
-		return 0, 0, dead
+		return 0, 0, out
 	}
-	dead = c.apply(ctx, part, pid, m, dead)
+	c.apply(ctx, part, pid, m, &out)
 	n, next := 1, m.Offset+1
 	lctx, cancel := context.WithTimeout(ctx, c.cfg.BatchLinger)
 	defer cancel()
@@ -459,39 +547,64 @@ func (c *Consumer) readBatch(ctx context.Context, r *kafka.Reader, part *pipelin
 		if err != nil {
 			break
 		}
-		dead = c.apply(ctx, part, pid, m, dead)
+		c.apply(ctx, part, pid, m, &out)
 		n, next = n+1, m.Offset+1
 	}
-	return n, next, dead
+	return n, next, out
 }
 
-// apply runs one record through the pipeline, adding it to dead if it must be dead-lettered.
-func (c *Consumer) apply(ctx context.Context, part *pipeline.Partition, pid store.PartitionID, m kafka.Message, dead []kafka.Message) []kafka.Message {
-	readAt := time.Now()
-	c.read.Add(1)
-	// Records carry a header or two; a fixed array keeps the copy off the heap.
-	var buf [4]events.Header
-	headers := buf[:0]
-	for _, h := range m.Headers {
-		headers = append(headers, events.Header{Key: h.Key, Value: h.Value})
+// apply runs one record through the pipeline, adding to out what it must write.
+func (c *Consumer) apply(ctx context.Context, part *pipeline.Partition, pid store.PartitionID, m kafka.Message, out *outbox) {
+	var readAt time.Time
+	n := c.read.Add(1)
+	sampled := n%8 == 0 && c.cfg.ObserveApply != nil
+	if sampled {
+		readAt = time.Now()
 	}
-	ev, err := c.cfg.Decoder.Decode(m.Value, headers)
+	if n == 1 {
+		c.firstRead.Store(time.Now().UnixNano())
+	}
+	src, srcOffset, routed, err := c.router.origin(m)
+	if err == nil && routed && !part.FirstRouting(src, srcOffset) {
+		c.routedRepeat.Add(1)
+		return
+	}
+	var ev events.Event
+	if err == nil {
+		// Records carry a header or two; a fixed array keeps the copy off the heap.
+		var buf [4]events.Header
+		headers := buf[:0]
+		for _, h := range m.Headers {
+			headers = append(headers, events.Header{Key: h.Key, Value: h.Value})
+		}
+		ev, err = c.cfg.Decoder.Decode(m.Value, headers)
+	}
 	if err == nil {
 		var res pipeline.Result
-		res, err = part.Apply(ev)
+		if routed {
+			if res, err = part.ApplyRouted(ev); err == nil {
+				c.routedIn.Add(1)
+			}
+		} else {
+			res, err = part.Apply(ev)
+		}
 		if err == nil {
-			if res.Dropped {
+			switch {
+			case res.Route:
+				out.routes = append(out.routes, c.router.copyFor(m, res.RouteKey))
+				c.routed.Add(1)
+			case res.Dropped:
 				c.dropped.Add(1)
 				c.mu.Lock()
 				c.droppedBy[res.DropReason]++
 				c.mu.Unlock()
-			} else {
+			default:
 				c.applied.Add(1)
 			}
-			if c.cfg.ObserveApply != nil {
+			if sampled {
 				c.cfg.ObserveApply(time.Since(readAt))
 			}
-			return dead
+			return
 		}
 	}
 	var rej *events.Rejection
@@ -503,7 +616,7 @@ func (c *Consumer) apply(ctx context.Context, part *pipeline.Partition, pid stor
 	c.mu.Unlock()
 	c.logger.DebugContext(ctx, "dead-lettering event", slog.Int("partition", pid.Partition),
 		slog.Int64("offset", m.Offset), slog.String("reason", string(rej.Reason)))
-	return append(dead, deadLetter(m, rej))
+	out.dead = append(out.dead, deadLetter(m, rej))
 }
 
 // deadLetter copies a record for the DLQ with the reason and its origin in headers.
@@ -519,9 +632,10 @@ func deadLetter(m kafka.Message, rej *events.Rejection) kafka.Message {
 	return kafka.Message{Key: m.Key, Value: m.Value, Headers: h, Time: m.Time}
 }
 
-// checkpoint writes dead letters, then the batch's effects with its offset.
-// Transient failures are retried with the same delta: it cannot be rebuilt.
-func (c *Consumer) checkpoint(ctx context.Context, part *pipeline.Partition, pid store.PartitionID, from, to int64, dead []kafka.Message, snapshot bool, log *slog.Logger) error {
+// checkpoint writes dead letters and routed events, then the batch's effects
+// with its offset. Transient failures are retried with the same checkpoint:
+// it cannot be rebuilt.
+func (c *Consumer) checkpoint(ctx context.Context, cp store.Checkpoint, out outbox, log *slog.Logger) error {
 	backoff := c.cfg.RetryBackoff
 	retry := func(what string, err error) error {
 		log.WarnContext(ctx, what, slog.Any("error", err), slog.Duration("retry_in", backoff))
@@ -531,8 +645,10 @@ func (c *Consumer) checkpoint(ctx context.Context, part *pipeline.Partition, pid
 		backoff = min(2*backoff, 5*time.Second)
 		return nil
 	}
-	// Dead letters go first: a crash between the two writes repeats a dead
-	// letter (at least once) rather than losing it.
+	// Dead letters and routed events go first: a crash before the checkpoint
+	// repeats them (a dead letter at least once; a routed event is applied
+	// once at its home) rather than losing them.
+	dead, routes := out.dead, out.routes
 	for len(dead) > 0 {
 		err := c.dlq.WriteMessages(ctx, dead...)
 		if err == nil {
@@ -543,10 +659,15 @@ func (c *Consumer) checkpoint(ctx context.Context, part *pipeline.Partition, pid
 			return rerr
 		}
 	}
-	cp := store.Checkpoint{PartitionID: pid, From: from, To: to, Delta: part.Flush()}
-	if snapshot {
-		full := part.State()
-		cp.Snapshot = &full
+	for len(routes) > 0 {
+		n, err := c.router.write(ctx, routes)
+		routes = routes[n:]
+		if err == nil {
+			break
+		}
+		if rerr := retry("routing events to their fans' partitions", err); rerr != nil {
+			return rerr
+		}
 	}
 	for {
 		began := time.Now()
@@ -554,6 +675,7 @@ func (c *Consumer) checkpoint(ctx context.Context, part *pipeline.Partition, pid
 		if err == nil {
 			c.checkpointNanos.Add(int64(time.Since(began)))
 			c.checkpoints.Add(1)
+			c.contributions.Add(int64(len(cp.Delta.Contributions)))
 			c.offersIssued.Add(int64(len(inserted)))
 			return nil
 		}
@@ -564,6 +686,13 @@ func (c *Consumer) checkpoint(ctx context.Context, part *pipeline.Partition, pid
 			return rerr
 		}
 	}
+}
+
+func unixNanoTime(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
 }
 
 // sleep waits d with jitter, or until ctx is done; it reports whether it slept fully.

@@ -327,7 +327,7 @@ func simulate(ctx context.Context, brokers []string, topic string, fans []demoFa
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
 		Topic:        topic,
-		Balancer:     &kafka.Hash{},
+		Balancer:     kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: 5 * time.Millisecond,
 		Transport:    &kafka.Transport{},

@@ -7,6 +7,7 @@ package pipeline
 import (
 	"cmp"
 	"errors"
+	"maps"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,14 +22,25 @@ import (
 // ReasonUnknownPartner dead-letters events whose source is no registered partner.
 const ReasonUnknownPartner events.Reason = "unknown_partner"
 
+// Account is a partner account linked to a fan with consent.
+type Account struct {
+	Fan uuid.UUID
+	// Scope is the signal kinds the consent covers; nil covers all.
+	Scope fans.Scope
+	// Home is the record key that places the fan's state: the partner user id
+	// of the account the fan was registered with. Events keyed by it land
+	// where the state lives; those of the fan's other accounts, at other
+	// partners, may land elsewhere and are routed there.
+	Home string
+}
+
 // Directory answers who an event is about. Implementations keep the answers in
 // memory: the event path must not wait on a database per event.
 type Directory interface {
 	// KnownPartner reports whether id is a registered partner.
 	KnownPartner(id string) bool
-	// Account returns the fan a partner account is linked to and the signal
-	// kinds its consent covers; ok is false for accounts not linked with consent.
-	Account(partner, userID string) (fan uuid.UUID, scope fans.Scope, ok bool)
+	// Account returns the linked account; ok is false for accounts not linked with consent.
+	Account(partner, userID string) (acct Account, ok bool)
 }
 
 // RuleSet returns the active rules that score a performer.
@@ -50,6 +62,9 @@ type Config struct {
 	SessionGap time.Duration    // default sessions.DefaultGap
 	Clock      func() time.Time // stamps issued offers; default time.Now
 	NewID      func() uuid.UUID // offer ids; default uuid.New
+	// Here reports whether the state of a fan with the given home key lives
+	// in this partition. Nil keeps every fan here (a single partition, tests).
+	Here func(home string) bool
 }
 
 // PairKey names a (fan, performer) pair in durable state.
@@ -64,6 +79,10 @@ type State struct {
 	Fans     map[uuid.UUID]scoring.FanState
 	Sessions map[uuid.UUID]sessions.Session
 	Issued   []offers.Key
+	// Routed is, per source partition, the offset of the last record routed
+	// here from it that was applied: a record routed twice (its sender
+	// crashed before checkpointing) is recognized and skipped.
+	Routed map[int32]int64
 }
 
 // Contribution is what one event added to one pair's index, kept for explanations (F6).
@@ -78,21 +97,28 @@ type FanFact struct {
 	scoring.FanFact
 }
 
+// PairEntry is one pair's state.
+type PairEntry struct {
+	Key   PairKey
+	State scoring.PairState
+}
+
 // Delta is what changed since the last Flush: the state to write, the
 // contributions to keep and the offers to issue.
 type Delta struct {
-	Pairs         map[PairKey]scoring.PairState
+	Pairs         []PairEntry // each pair at most once
 	Fans          map[uuid.UUID]scoring.FanState
 	Sessions      map[uuid.UUID]sessions.Session
 	Contributions []Contribution
 	FanFacts      []FanFact
 	Offers        []offers.Offer
+	Routed        map[int32]int64 // changed entries of State.Routed
 }
 
 // Empty reports whether the delta changes nothing.
 func (d Delta) Empty() bool {
 	return len(d.Pairs) == 0 && len(d.Fans) == 0 && len(d.Sessions) == 0 &&
-		len(d.Contributions) == 0 && len(d.FanFacts) == 0 && len(d.Offers) == 0
+		len(d.Contributions) == 0 && len(d.FanFacts) == 0 && len(d.Offers) == 0 && len(d.Routed) == 0
 }
 
 // Result is what one event did.
@@ -104,6 +130,10 @@ type Result struct {
 	DropReason string
 	Fan        uuid.UUID
 	Offers     []offers.Offer
+	// Route is set when the fan's state lives in another partition: the
+	// event changed nothing here and must be routed to where RouteKey lands.
+	Route    bool
+	RouteKey string
 }
 
 // Reasons an event is dropped.
@@ -120,14 +150,16 @@ type Partition struct {
 	fans     map[uuid.UUID]*scoring.FanState
 	sessions *sessions.Tracker
 	issued   map[offers.Key]struct{}
+	routed   map[int32]int64
 
-	dirtyPairs map[scoring.PairKey]struct{}
-	dirtyFans  map[uuid.UUID]struct{}
-	contribs   []Contribution
-	facts      []FanFact
-	pending    []offers.Offer
-	targets    []string
-	scratch    []scoring.Contribution
+	dirtyRouted map[int32]struct{}
+	dirtyPairs  map[scoring.PairKey]struct{}
+	dirtyFans   map[uuid.UUID]struct{}
+	contribs    []Contribution
+	facts       []FanFact
+	pending     []offers.Offer
+	targets     []string
+	scratch     []scoring.Contribution
 }
 
 // New returns an empty partition.
@@ -153,13 +185,15 @@ func New(cfg Config) (*Partition, error) {
 		cfg.NewID = uuid.New
 	}
 	return &Partition{
-		cfg:        cfg,
-		pairs:      make(map[scoring.PairKey]scoring.PairState),
-		fans:       make(map[uuid.UUID]*scoring.FanState),
-		sessions:   sessions.NewTracker(cfg.SessionGap),
-		issued:     make(map[offers.Key]struct{}),
-		dirtyPairs: make(map[scoring.PairKey]struct{}),
-		dirtyFans:  make(map[uuid.UUID]struct{}),
+		cfg:         cfg,
+		pairs:       make(map[scoring.PairKey]scoring.PairState),
+		fans:        make(map[uuid.UUID]*scoring.FanState),
+		sessions:    sessions.NewTracker(cfg.SessionGap),
+		issued:      make(map[offers.Key]struct{}),
+		routed:      make(map[int32]int64),
+		dirtyRouted: make(map[int32]struct{}),
+		dirtyPairs:  make(map[scoring.PairKey]struct{}),
+		dirtyFans:   make(map[uuid.UUID]struct{}),
 	}, nil
 }
 
@@ -178,20 +212,49 @@ func (p *Partition) Load(s State) {
 	for _, k := range s.Issued {
 		p.issued[k] = struct{}{}
 	}
+	maps.Copy(p.routed, s.Routed)
 }
 
-// Apply applies one decoded event. It returns an *events.Rejection for events
-// that must be dead-lettered.
+// FirstRouting reports whether the record at offset of source partition src,
+// routed here, has not been applied yet, and remembers it as applied. A source
+// routes its records to a partition in offset order and, after a crash,
+// repeats a suffix of them, so one offset per source is all it takes.
+func (p *Partition) FirstRouting(src int32, offset int64) bool {
+	if last, ok := p.routed[src]; ok && offset <= last {
+		return false
+	}
+	p.routed[src] = offset
+	p.dirtyRouted[src] = struct{}{}
+	return true
+}
+
+// Apply applies one decoded event read from this partition's own records. It
+// returns an *events.Rejection for events that must be dead-lettered, and a
+// Result with Route set for events of fans whose state lives elsewhere.
 func (p *Partition) Apply(ev events.Event) (Result, error) {
+	return p.apply(ev, false)
+}
+
+// ApplyRouted applies an event another partition routed here. It does not ask
+// where the fan lives: the sender did, and asking again could bounce it on.
+func (p *Partition) ApplyRouted(ev events.Event) (Result, error) {
+	return p.apply(ev, true)
+}
+
+func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 	if !p.cfg.Directory.KnownPartner(ev.Source) {
 		return Result{}, &events.Rejection{Reason: ReasonUnknownPartner, Detail: "source " + ev.Source + " is not a registered partner"}
 	}
-	fan, scope, ok := p.cfg.Directory.Account(ev.Source, ev.Subject)
+	acct, ok := p.cfg.Directory.Account(ev.Source, ev.Subject)
 	if !ok {
 		return Result{Dropped: true, DropReason: DropUnlinked}, nil
 	}
-	if !scope.Allows(ev.Type) {
+	fan := acct.Fan
+	if !acct.Scope.Allows(ev.Type) {
 		return Result{Dropped: true, DropReason: DropOutOfScope, Fan: fan}, nil
+	}
+	if !routed && p.cfg.Here != nil && !p.cfg.Here(acct.Home) {
+		return Result{Fan: fan, Route: true, RouteKey: acct.Home}, nil
 	}
 	res := Result{Fan: fan}
 	scorer := p.cfg.Scorers.Scorer()
@@ -259,15 +322,22 @@ func (p *Partition) isIssued(k offers.Key) bool {
 // Flush returns the changes since the last Flush and starts a new delta.
 func (p *Partition) Flush() Delta {
 	d := Delta{
-		Pairs:         make(map[PairKey]scoring.PairState, len(p.dirtyPairs)),
+		Pairs:         make([]PairEntry, 0, len(p.dirtyPairs)),
 		Fans:          make(map[uuid.UUID]scoring.FanState, len(p.dirtyFans)),
 		Sessions:      p.sessions.TakeDirty(),
 		Contributions: p.contribs,
 		FanFacts:      p.facts,
 		Offers:        p.pending,
 	}
+	if len(p.dirtyRouted) > 0 {
+		d.Routed = make(map[int32]int64, len(p.dirtyRouted))
+		for src := range p.dirtyRouted {
+			d.Routed[src] = p.routed[src]
+		}
+		clear(p.dirtyRouted)
+	}
 	for k := range p.dirtyPairs {
-		d.Pairs[PairKey{Fan: k.Fan, Performer: p.interner.ID(k.Performer)}] = p.pairs[k]
+		d.Pairs = append(d.Pairs, PairEntry{Key: PairKey{Fan: k.Fan, Performer: p.interner.ID(k.Performer)}, State: p.pairs[k]})
 	}
 	for f := range p.dirtyFans {
 		d.Fans[f] = *p.fans[f]
@@ -313,6 +383,7 @@ func (p *Partition) State() State {
 		Pairs:    make(map[PairKey]scoring.PairState, len(p.pairs)),
 		Fans:     make(map[uuid.UUID]scoring.FanState, len(p.fans)),
 		Sessions: p.sessions.Snapshot(),
+		Routed:   maps.Clone(p.routed),
 	}
 	for k, st := range p.pairs {
 		s.Pairs[PairKey{Fan: k.Fan, Performer: p.interner.ID(k.Performer)}] = st

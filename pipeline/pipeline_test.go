@@ -17,12 +17,12 @@ import (
 type dir map[string]uuid.UUID
 
 func (d dir) KnownPartner(id string) bool { return id == "p" }
-func (d dir) Account(partner, user string) (uuid.UUID, fans.Scope, bool) {
+func (d dir) Account(partner, user string) (Account, bool) {
 	f, ok := d[user]
 	if user == "narrow" {
-		return f, fans.Scope{events.TypeListen}, ok
+		return Account{Fan: f, Scope: fans.Scope{events.TypeListen}, Home: user}, ok
 	}
-	return f, nil, ok && partner == "p"
+	return Account{Fan: f, Home: user}, ok && partner == "p"
 }
 
 type rules []offers.Rule
@@ -123,7 +123,7 @@ func TestPartitionIssuesOffersOnlyInALiveSession(t *testing.T) {
 
 	// State reloaded into a new owner remembers the offers already issued.
 	q, _ := New(Config{Directory: dir{"u": fan}, Rules: rules{r}, Scorers: newScorers(t)})
-	q.Load(State{Pairs: d.Pairs, Sessions: d.Sessions, Issued: []offers.Key{d.Offers[0].Key(), d.Offers[1].Key()}})
+	q.Load(State{Pairs: pairMap(d.Pairs), Sessions: d.Sessions, Issued: []offers.Key{d.Offers[0].Key(), d.Offers[1].Key()}})
 	if got, want := q.Index(fan, "perf", now.Add(3*time.Minute)), p.Index(fan, "perf", now.Add(3*time.Minute)); got != want {
 		t.Fatalf("reloaded index %v, original %v", got, want)
 	}
@@ -206,4 +206,12 @@ func TestRecomputeKeepsValuesAndFoldsDecay(t *testing.T) {
 	if maps.Equal(stateBefore, p.State().Pairs) {
 		t.Fatal("recompute left the stored state as it was")
 	}
+}
+
+func pairMap(entries []PairEntry) map[PairKey]scoring.PairState {
+	m := make(map[PairKey]scoring.PairState, len(entries))
+	for _, e := range entries {
+		m[e.Key] = e.State
+	}
+	return m
 }

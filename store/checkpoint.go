@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/pipeline"
@@ -35,8 +36,9 @@ func (s *Store) LoadPartition(ctx context.Context, p PartitionID) (pipeline.Stat
 		Pairs:    make(map[pipeline.PairKey]scoring.PairState),
 		Fans:     make(map[uuid.UUID]scoring.FanState),
 		Sessions: make(map[uuid.UUID]sessions.Session),
+		Routed:   make(map[int32]int64),
 	}
-	cs := chunkState{pairs: st.Pairs, fans: st.Fans, sessions: st.Sessions}
+	cs := chunkState{pairs: st.Pairs, fans: st.Fans, sessions: st.Sessions, routed: st.Routed}
 	var next int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
@@ -191,7 +193,8 @@ func writeExplanations(ctx context.Context, tx pgx.Tx, d pipeline.Delta) error {
 			[]string{"fan_id", "performer_id", "signal", "points", "event_id", "at", "detail"},
 			pgx.CopyFromSlice(len(d.Contributions), func(i int) ([]any, error) {
 				c := d.Contributions[i]
-				return []any{c.Fan, c.Performer, string(c.Signal), c.Points, c.EventID, c.At, c.Detail}, nil
+				// pgtype.UUID goes out in binary; uuid.UUID would be formatted as text and parsed back.
+				return []any{pgtype.UUID{Bytes: c.Fan, Valid: true}, c.Performer, string(c.Signal), c.Points, c.EventID, c.At, c.Detail}, nil
 			}))
 		if err != nil {
 			return fmt.Errorf("writing contributions: %w", err)
@@ -220,17 +223,17 @@ func appendState(ctx context.Context, tx pgx.Tx, c Checkpoint) error {
 			return fmt.Errorf("truncating state log: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO partition_state (group_id, partition, seq, kind, data) VALUES ($1, $2, $3, 'snapshot', $4)`,
-			c.Group, c.Partition, seq, encodeChunk(chunkState{pairs: c.Snapshot.Pairs, fans: c.Snapshot.Fans, sessions: c.Snapshot.Sessions})); err != nil {
+			c.Group, c.Partition, seq, encodeChunk(chunkState{pairs: c.Snapshot.Pairs, fans: c.Snapshot.Fans, sessions: c.Snapshot.Sessions, routed: c.Snapshot.Routed})); err != nil {
 			return fmt.Errorf("writing state snapshot: %w", err)
 		}
 		return nil
 	}
 	d := c.Delta
-	if len(d.Pairs) == 0 && len(d.Fans) == 0 && len(d.Sessions) == 0 {
+	if len(d.Pairs) == 0 && len(d.Fans) == 0 && len(d.Sessions) == 0 && len(d.Routed) == 0 {
 		return nil
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO partition_state (group_id, partition, seq, kind, data) VALUES ($1, $2, $3, 'delta', $4)`,
-		c.Group, c.Partition, seq, encodeChunk(chunkState{pairs: d.Pairs, fans: d.Fans, sessions: d.Sessions})); err != nil {
+		c.Group, c.Partition, seq, encodeChunk(chunkState{pairList: d.Pairs, fans: d.Fans, sessions: d.Sessions, routed: d.Routed})); err != nil {
 		return fmt.Errorf("appending state delta: %w", err)
 	}
 	return nil

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -16,18 +18,40 @@ import (
 	"github.com/crescendo-hq/crescendo/events"
 	"github.com/crescendo-hq/crescendo/fans"
 	"github.com/crescendo-hq/crescendo/offers"
+	"github.com/crescendo-hq/crescendo/pipeline"
 )
 
-type accountKey struct{ partner, user string }
+type accountKey [2]uint64
+
+func (s *directorySnapshot) key(partner, user string) accountKey {
+	var h maphash.Hash
+	var k accountKey
+	for i, seed := range s.seeds {
+		h.SetSeed(seed)
+		h.WriteString(partner)
+		h.WriteByte(0) // partner ids cannot hold NUL: ("a", "bc") and ("ab", "c") differ
+		h.WriteString(user)
+		k[i] = h.Sum64()
+	}
+	return k
+}
 
 type account struct {
 	fan   uuid.UUID
 	scope fans.Scope
+	// home is the fan's home key when it is not this account's user id
+	// (accounts linked after the first): most accounts carry no string.
+	home string
 }
 
 type directorySnapshot struct {
 	partners map[string]struct{}
+	// accounts is keyed by a 128-bit seeded hash of (partner, user id): the
+	// key sits in the map's slot, so a lookup costs no chase to string bytes
+	// elsewhere in memory. With per-process random seeds a collision is out
+	// of reach even for someone choosing user ids.
 	accounts map[accountKey]account
+	seeds    [2]maphash.Seed
 	erased   map[uuid.UUID]struct{}
 	// erasedVersion changes only when the erased set does, so partition owners
 	// scan their state for erased fans on erasures, not on every consent change.
@@ -59,7 +83,8 @@ func (s *Store) NewDirectory(ctx context.Context) (*Directory, error) {
 func (d *Directory) Refresh(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	snap := &directorySnapshot{partners: map[string]struct{}{}, accounts: map[accountKey]account{}, erased: map[uuid.UUID]struct{}{}}
+	snap := &directorySnapshot{partners: map[string]struct{}{}, accounts: map[accountKey]account{}, erased: map[uuid.UUID]struct{}{},
+		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
 	rows, err := d.store.pool.Query(ctx, `SELECT id FROM partners`)
 	if err != nil {
 		return fmt.Errorf("reading partners: %w", err)
@@ -71,22 +96,26 @@ func (d *Directory) Refresh(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("reading partners: %w", err)
 	}
-	rows, err = d.store.pool.Query(ctx, `SELECT partner_id, partner_user_id, fan_id, scope FROM linked_accounts`)
+	rows, err = d.store.pool.Query(ctx, `SELECT l.partner_id, l.partner_user_id, l.fan_id, l.scope, COALESCE(f.home_key, l.partner_user_id)
+		FROM linked_accounts l JOIN fans f ON f.id = l.fan_id`)
 	if err != nil {
 		return fmt.Errorf("reading linked accounts: %w", err)
 	}
-	var k accountKey
+	var partner, user, home string
 	var fan uuid.UUID
 	var scope []string
-	if _, err := pgx.ForEachRow(rows, []any{&k.partner, &k.user, &fan, &scope}, func() error {
+	if _, err := pgx.ForEachRow(rows, []any{&partner, &user, &fan, &scope, &home}, func() error {
 		a := account{fan: fan}
+		if home != user {
+			a.home = home
+		}
 		if scope != nil {
 			a.scope = make(fans.Scope, len(scope))
 			for i, t := range scope {
 				a.scope[i] = events.Type(t)
 			}
 		}
-		snap.accounts[k] = a
+		snap.accounts[snap.key(partner, user)] = a
 		return nil
 	}); err != nil {
 		return fmt.Errorf("reading linked accounts: %w", err)
@@ -193,10 +222,12 @@ func (d *Directory) KnownPartner(id string) bool {
 	return ok
 }
 
-// Account returns the fan a partner account is linked to and the scope of its consent.
-func (d *Directory) Account(partner, userID string) (uuid.UUID, fans.Scope, bool) {
-	a, ok := d.snap.Load().accounts[accountKey{partner, userID}]
-	return a.fan, a.scope, ok
+// Account returns the fan a partner account is linked to, the scope of its
+// consent and the fan's home key.
+func (d *Directory) Account(partner, userID string) (pipeline.Account, bool) {
+	snap := d.snap.Load()
+	a, ok := snap.accounts[snap.key(partner, userID)]
+	return pipeline.Account{Fan: a.fan, Scope: a.scope, Home: cmp.Or(a.home, userID)}, ok
 }
 
 // RuleSet is an in-memory copy of the active rules by performer, refreshed from

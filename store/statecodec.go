@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,28 +22,29 @@ const (
 	entryPair    byte = 1
 	entrySession byte = 2
 	entryFan     byte = 3
+	entryRouted  byte = 4 // a source partition and its last routed offset applied; no fan id
 )
 
 var errChunkCorrupt = errors.New("state chunk corrupt")
 
 // chunkState is what a chunk carries.
 type chunkState struct {
-	pairs    map[pipeline.PairKey]scoring.PairState
+	pairs map[pipeline.PairKey]scoring.PairState
+	// pairList is encoded after pairs; decoding fills pairs only.
+	pairList []pipeline.PairEntry
 	fans     map[uuid.UUID]scoring.FanState
 	sessions map[uuid.UUID]sessions.Session
+	routed   map[int32]int64
 }
 
 func encodeChunk(s chunkState) []byte {
-	b := make([]byte, 0, 1+len(s.pairs)*56+len(s.sessions)*32+len(s.fans)*28)
+	b := make([]byte, 0, 1+(len(s.pairs)+len(s.pairList))*56+len(s.sessions)*32+len(s.fans)*28)
 	b = append(b, chunkVersion)
 	for k, st := range s.pairs {
-		b = append(b, entryPair)
-		b = append(b, k.Fan[:]...)
-		b = binary.AppendUvarint(b, uint64(len(k.Performer)))
-		b = append(b, k.Performer...)
-		raw, _ := st.MarshalBinary() // fixed-size, cannot fail
-		b = binary.AppendUvarint(b, uint64(len(raw)))
-		b = append(b, raw...)
+		b = appendPair(b, k, st)
+	}
+	for _, e := range s.pairList {
+		b = appendPair(b, e.Key, e.State)
 	}
 	for f, fs := range s.fans {
 		b = append(b, entryFan)
@@ -57,7 +59,22 @@ func encodeChunk(s chunkState) []byte {
 		b = binary.AppendVarint(b, ss.Start.UnixNano())
 		b = binary.AppendVarint(b, ss.Last.UnixNano())
 	}
+	for src, off := range s.routed {
+		b = append(b, entryRouted)
+		b = binary.AppendUvarint(b, uint64(src))
+		b = binary.AppendVarint(b, off)
+	}
 	return b
+}
+
+func appendPair(b []byte, k pipeline.PairKey, st scoring.PairState) []byte {
+	b = append(b, entryPair)
+	b = append(b, k.Fan[:]...)
+	b = binary.AppendUvarint(b, uint64(len(k.Performer)))
+	b = append(b, k.Performer...)
+	raw, _ := st.MarshalBinary() // fixed-size, cannot fail
+	b = binary.AppendUvarint(b, uint64(len(raw)))
+	return append(b, raw...)
 }
 
 // decodeChunk applies a chunk's entries to s.
@@ -68,6 +85,16 @@ func decodeChunk(b []byte, s chunkState) error {
 	r := chunkReader{b: b[1:]}
 	for len(r.b) > 0 && r.err == nil {
 		kind := r.byte()
+		if kind == entryRouted {
+			src, off := r.uvarint(), r.varint()
+			if r.err == nil {
+				if src > math.MaxInt32 {
+					return fmt.Errorf("%w: source partition %d", errChunkCorrupt, src)
+				}
+				s.routed[int32(src)] = off
+			}
+			continue
+		}
 		var f uuid.UUID
 		copy(f[:], r.bytes(16))
 		switch kind {

@@ -15,7 +15,7 @@ import (
 )
 
 func newChunkState() chunkState {
-	return chunkState{pairs: map[pipeline.PairKey]scoring.PairState{}, fans: map[uuid.UUID]scoring.FanState{}, sessions: map[uuid.UUID]sessions.Session{}}
+	return chunkState{pairs: map[pipeline.PairKey]scoring.PairState{}, fans: map[uuid.UUID]scoring.FanState{}, sessions: map[uuid.UUID]sessions.Session{}, routed: map[int32]int64{}}
 }
 
 // pairState scores a few events so the state has every field set.
@@ -43,9 +43,9 @@ func TestStateChunksRoundTripAndLaterEntriesWin(t *testing.T) {
 	fs.Apply(events.Event{ID: "g", Source: "s", Subject: "u", Type: events.TypeSocialGraph, Time: now, SocialGraph: &events.SocialGraph{FriendCount: 40}})
 
 	first := encodeChunk(chunkState{pairs: map[pipeline.PairKey]scoring.PairState{k: s1, other: s1},
-		sessions: map[uuid.UUID]sessions.Session{fan: {Start: now, Last: now}}})
-	second := encodeChunk(chunkState{pairs: map[pipeline.PairKey]scoring.PairState{k: s2}, fans: map[uuid.UUID]scoring.FanState{fan: fs},
-		sessions: map[uuid.UUID]sessions.Session{fan: {Start: now, Last: now.Add(time.Minute)}}})
+		sessions: map[uuid.UUID]sessions.Session{fan: {Start: now, Last: now}}, routed: map[int32]int64{0: 7, 3: 1 << 40}})
+	second := encodeChunk(chunkState{pairList: []pipeline.PairEntry{{Key: k, State: s2}}, fans: map[uuid.UUID]scoring.FanState{fan: fs},
+		sessions: map[uuid.UUID]sessions.Session{fan: {Start: now, Last: now.Add(time.Minute)}}, routed: map[int32]int64{0: 9}})
 
 	cs := newChunkState()
 	for _, chunk := range [][]byte{first, second} {
@@ -61,6 +61,9 @@ func TestStateChunksRoundTripAndLaterEntriesWin(t *testing.T) {
 	}
 	if got := cs.sessions[fan]; !got.Start.Equal(now) || !got.Last.Equal(now.Add(time.Minute)) {
 		t.Fatalf("session after two chunks: %+v", got)
+	}
+	if !maps.Equal(cs.routed, map[int32]int64{0: 9, 3: 1 << 40}) {
+		t.Fatalf("routed offsets after two chunks: %v", cs.routed)
 	}
 }
 
@@ -80,7 +83,8 @@ func TestStateChunkCorruptionIsAnError(t *testing.T) {
 
 func FuzzDecodeChunk(f *testing.F) {
 	f.Add(encodeChunk(chunkState{pairs: map[pipeline.PairKey]scoring.PairState{{Fan: uuid.New(), Performer: "p"}: pairState(f, 61)},
-		sessions: map[uuid.UUID]sessions.Session{uuid.New(): {Start: time.Unix(1, 0), Last: time.Unix(2, 0)}}}))
+		sessions: map[uuid.UUID]sessions.Session{uuid.New(): {Start: time.Unix(1, 0), Last: time.Unix(2, 0)}},
+		routed:   map[int32]int64{2: 12345}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cs := newChunkState()
 		if decodeChunk(b, cs) != nil {
@@ -88,7 +92,7 @@ func FuzzDecodeChunk(f *testing.F) {
 		}
 		// What decodes re-encodes to something that decodes to the same state.
 		again := newChunkState()
-		if err := decodeChunk(encodeChunk(cs), again); err != nil || !maps.Equal(cs.pairs, again.pairs) || !maps.Equal(cs.fans, again.fans) || len(cs.sessions) != len(again.sessions) {
+		if err := decodeChunk(encodeChunk(cs), again); err != nil || !maps.Equal(cs.pairs, again.pairs) || !maps.Equal(cs.fans, again.fans) || len(cs.sessions) != len(again.sessions) || !maps.Equal(cs.routed, again.routed) {
 			t.Fatalf("re-encoding changed state: %v", err)
 		}
 	})

@@ -6,6 +6,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"embed"
 	"errors"
 	"fmt"
@@ -178,4 +179,30 @@ func (s *Store) MigrationsCurrent(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("checking migrations: %w", err)
 	}
 	return !pending, nil
+}
+
+// ClusterSecret returns the named secret the replicas share, creating it
+// with 32 random bytes the first time any replica asks. Such secrets never
+// need configuring and never leave the database.
+func (s *Store) ClusterSecret(ctx context.Context, name string) ([]byte, error) {
+	fresh := make([]byte, 32)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, fmt.Errorf("generating secret: %w", err)
+	}
+	var v []byte
+	var err error
+	// A replica creating it at the same moment commits after this statement's
+	// snapshot: the insert waits and skips, the read sees nothing; ask again.
+	for range 2 {
+		err = s.pool.QueryRow(ctx, `WITH ins AS (
+				INSERT INTO cluster_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING value)
+			SELECT value FROM ins UNION ALL SELECT value FROM cluster_secrets WHERE name = $1 LIMIT 1`, name, fresh).Scan(&v)
+		if !errors.Is(err, pgx.ErrNoRows) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading secret %s: %w", name, err)
+	}
+	return v, nil
 }

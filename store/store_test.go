@@ -110,7 +110,7 @@ func TestCommitIsFencedAndOffersAreUnique(t *testing.T) {
 	}
 	first := offer()
 	inserted, err := s.Commit(ctx, store.Checkpoint{PartitionID: pid, From: from, To: 10, Delta: pipeline.Delta{
-		Pairs:    map[pipeline.PairKey]scoring.PairState{key: ctr},
+		Pairs:    []pipeline.PairEntry{{Key: key, State: ctr}},
 		Sessions: map[uuid.UUID]sessions.Session{fan: {Start: now, Last: now}},
 		Offers:   []offers.Offer{first},
 		Contributions: []pipeline.Contribution{{PairKey: key, Contribution: scoring.Contribution{
@@ -123,7 +123,7 @@ func TestCommitIsFencedAndOffersAreUnique(t *testing.T) {
 	// A stale owner still believes the offset is OffsetStart: it is fenced and changes nothing.
 	other := pairState(t, 200)
 	_, err = s.Commit(ctx, store.Checkpoint{PartitionID: pid, From: from, To: 20, Delta: pipeline.Delta{
-		Pairs: map[pipeline.PairKey]scoring.PairState{key: other},
+		Pairs: []pipeline.PairEntry{{Key: key, State: other}},
 	}}, enqueue)
 	if !errors.Is(err, store.ErrFenced) {
 		t.Fatalf("stale commit: %v, want ErrFenced", err)
@@ -246,19 +246,19 @@ func TestRulesAreVersionedAndDirectoryFollowsLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, scope, ok := dir.Account("p", "user-1"); !ok || got != fan || scope != nil {
-		t.Fatalf("directory: %v %v", got, ok)
+	if got, ok := dir.Account("p", "user-1"); !ok || got.Fan != fan || got.Scope != nil || got.Home != "user-1" {
+		t.Fatalf("directory: %+v %v", got, ok)
 	}
 	if !dir.KnownPartner("p") || dir.KnownPartner("q") {
 		t.Fatal("partner lookup wrong")
 	}
-	if _, _, ok := dir.Account("p", "user-2"); ok {
+	if _, ok := dir.Account("p", "user-2"); ok {
 		t.Fatal("unlinked account resolved")
 	}
 	_, err = s.Pool().Exec(ctx, "DELETE FROM fans WHERE id = $1", fan)
 	must(t, err)
 	must(t, dir.Refresh(ctx))
-	if _, _, ok := dir.Account("p", "user-1"); ok {
+	if _, ok := dir.Account("p", "user-1"); ok {
 		t.Fatal("deleted fan still resolved after refresh")
 	}
 	id, ok, err := s.PartnerByKey(ctx, "key")
@@ -279,4 +279,27 @@ func pairState(t testing.TB, minutes int) scoring.PairState {
 	scorer.Apply(nil, &st, events.Event{ID: "1", Source: "p", Subject: "u", Type: events.TypeListen, Time: time.Now().UTC(),
 		Listen: &events.Listen{Performer: "perf", MsPlayed: int64(minutes) * 60_000}}, "perf")
 	return st
+}
+
+func TestFanHomeIsTheAccountItWasRegisteredWith(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	fan := catalog(t, s) // linked first through p/user-1
+	must(t, s.PutPartner(ctx, store.Partner{ID: "q", Name: "Q", APIKey: "key-q"}))
+	must(t, s.LinkAccount(ctx, "q", "someone-else", fan))
+	dir, err := s.NewDirectory(ctx)
+	must(t, err)
+	for _, acct := range [][2]string{{"p", "user-1"}, {"q", "someone-else"}} {
+		got, ok := dir.Account(acct[0], acct[1])
+		if !ok || got.Fan != fan || got.Home != "user-1" {
+			t.Errorf("%s/%s: %+v %v, want fan %v at home user-1", acct[0], acct[1], got, ok, fan)
+		}
+	}
+	// The home stays when the account it came from goes: the state does not move.
+	_, err = s.Pool().Exec(ctx, "DELETE FROM linked_accounts WHERE partner_id = 'p'")
+	must(t, err)
+	must(t, dir.Refresh(ctx))
+	if got, ok := dir.Account("q", "someone-else"); !ok || got.Home != "user-1" {
+		t.Fatalf("after unlinking the first account: %+v %v", got, ok)
+	}
 }

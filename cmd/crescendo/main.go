@@ -2,6 +2,8 @@
 //
 //	crescendo serve   run in production mode (settings from the environment)
 //	crescendo demo    run everything on one machine with an embedded broker and provider sandboxes
+//	crescendo bench   measure the consumer path against a bare reader
+//	crescendo orgs|tokens|performers   bootstrap marketer organizations and their tokens
 package main
 
 import (
@@ -13,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -29,6 +30,10 @@ commands:
   serve   consume activity, issue and deliver offers (settings from the environment; see README)
   demo    run end to end on this machine: embedded broker, provider sandboxes, simulated partner app
   bench   measure the consumer path against a bare kafka-go reader (see README)
+
+  orgs create --id ID --name NAME                   create a marketer organization
+  performers assign --org ID --performer ID         give an organization a performer
+  tokens create --org ID --role admin --name NAME   print a new marketer API token, once
 `
 
 func main() {
@@ -53,6 +58,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runDemo(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], getenv, stdout, stderr)
+	case "orgs", "tokens", "performers":
+		return runAdmin(ctx, args, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -130,7 +137,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	fs.IntVar(&cfg.Performers, "performers", 1_000, "performers (Zipf popularity; rules on the top tenth)")
 	fs.IntVar(&cfg.Partitions, "partitions", 8, "partitions of the activity topic")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "generator seed")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the consumer-path drain to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -140,10 +147,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 			return fmt.Errorf("creating CPU profile: %w", err)
 		}
 		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("starting CPU profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+		cfg.CPUProfile = f
 	}
 	cfg.AdminURL = getenv("BENCH_DATABASE_URL")
 	cfg.Out = stdout
