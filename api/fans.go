@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -26,6 +27,7 @@ type Fans interface {
 	SetConsent(ctx context.Context, partnerID, userID string, c fans.Consent, actor string) error
 	WithdrawConsent(ctx context.Context, partnerID, userID, wording, actor string) error
 	EraseFan(ctx context.Context, fan uuid.UUID, actor string) error
+	CreateLinkCode(ctx context.Context, partnerID, userID string) (string, time.Time, error)
 }
 
 const maxBody = 64 << 10
@@ -36,6 +38,7 @@ func (s *server) routeFans(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /v1/users/{user_id}", s.withPartner(s.eraseUser))
 	mux.HandleFunc("PUT /v1/users/{user_id}/consent", s.withPartner(s.putConsent))
 	mux.HandleFunc("DELETE /v1/users/{user_id}/consent", s.withPartner(s.withdrawConsent))
+	mux.HandleFunc("POST /v1/users/{user_id}/link-codes", s.withPartner(s.createLinkCode))
 	if s.cfg.Explanations != nil && s.cfg.Scorers != nil {
 		mux.HandleFunc("GET /v1/users/{user_id}/index/{performer_id}", s.withPartner(s.explainIndex))
 	}
@@ -104,8 +107,12 @@ func (s *server) storeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 type registration struct {
-	Profile fans.Profile `json:"profile"`
-	Consent fans.Consent `json:"consent"`
+	// Profile is required unless LinkCode is given, where leaving it out
+	// keeps the profile the fan has.
+	Profile *fans.Profile `json:"profile"`
+	Consent fans.Consent  `json:"consent"`
+	// LinkCode links the user to the fan another partner made the code for.
+	LinkCode string `json:"link_code,omitempty"`
 }
 
 // putUser registers the partner's user as a fan, or updates the registration.
@@ -115,7 +122,13 @@ func (s *server) putUser(w http.ResponseWriter, r *http.Request, partnerID strin
 		return
 	}
 	userID := r.PathValue("user_id")
-	errs := []error{body.Profile.Validate(), body.Consent.Validate()}
+	errs := []error{body.Consent.Validate()}
+	switch {
+	case body.Profile != nil:
+		errs = append(errs, body.Profile.Validate())
+	case body.LinkCode == "":
+		errs = append(errs, errors.New("profile: required unless link_code is given"))
+	}
 	if len(userID) > 256 {
 		errs = append(errs, errors.New("user_id: at most 256 bytes"))
 	}
@@ -125,8 +138,16 @@ func (s *server) putUser(w http.ResponseWriter, r *http.Request, partnerID strin
 	}
 	fan, created, err := s.cfg.Fans.RegisterFan(r.Context(), store.Registration{
 		PartnerID: partnerID, PartnerUserID: userID, Profile: body.Profile, Consent: body.Consent, Actor: "partner:" + partnerID,
+		LinkCode: body.LinkCode,
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrLinkCode):
+		writeInvalid(w, fmt.Errorf("link_code: %w", err))
+		return
+	case errors.Is(err, store.ErrLinkedElsewhere):
+		writeProblem(w, http.StatusConflict, "this user is linked to another fan; withdraw its consent first to link it to this one")
+		return
+	case err != nil:
 		s.storeError(w, r, err)
 		return
 	}
@@ -135,6 +156,17 @@ func (s *server) putUser(w http.ResponseWriter, r *http.Request, partnerID strin
 		status = http.StatusCreated
 	}
 	writeJSON(w, status, map[string]string{"fan_id": fan.String()})
+}
+
+// createLinkCode makes a one-time code with which the fan can link an account
+// at another partner: POST /v1/users/{user_id}/link-codes.
+func (s *server) createLinkCode(w http.ResponseWriter, r *http.Request, partnerID string) {
+	code, expires, err := s.cfg.Fans.CreateLinkCode(r.Context(), partnerID, r.PathValue("user_id"))
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"code": code, "expires_at": expires})
 }
 
 func (s *server) getUser(w http.ResponseWriter, r *http.Request, partnerID string) {

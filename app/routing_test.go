@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,4 +139,74 @@ func listenAt(source, user, id string, at time.Time, performer string, minutes i
 		panic(err)
 	}
 	return kafka.Message{Key: []byte(user), Value: v}
+}
+
+// A fan registered at one partner links an account at another with a one-time
+// code; from then on both accounts' events build the fan's one index.
+func TestLinkCodeJoinsAnAccountAtAnotherPartner(t *testing.T) {
+	e := newEnv(t)
+	const other, otherKey = "tunely", "pk_test_tunely_0123456789"
+	a := e.start(func(ctx context.Context, st *store.Store) error {
+		if err := seedCatalog(ctx, st, nil); err != nil {
+			return err
+		}
+		return st.PutPartner(ctx, store.Partner{ID: other, Name: "Tunely", APIKey: otherKey})
+	})
+	defer a.Shutdown(context.Background())
+	base := "http://" + a.HTTPAddr
+	consent := map[string]any{"wording": "Count my listening towards presale offers."}
+
+	status, body := call(t, "PUT", base+"/v1/users/s-1", partnerKey, map[string]any{
+		"profile": map[string]any{"display_name": "Ada", "email": "ada@example.com", "time_zone": "Europe/London"},
+		"consent": consent,
+	})
+	if status != 201 {
+		t.Fatalf("registering at streamly: %d %v", status, body)
+	}
+	fanID := body["fan_id"]
+	if status, _ := call(t, "POST", base+"/v1/users/nobody/link-codes", partnerKey, nil); status != 404 {
+		t.Fatalf("link code for an unknown user: %d, want 404", status)
+	}
+	status, body = call(t, "POST", base+"/v1/users/s-1/link-codes", partnerKey, nil)
+	code, _ := body["code"].(string)
+	if status != 201 || len(code) != 11 {
+		t.Fatalf("link code: %d %v", status, body)
+	}
+
+	// The second account needs no profile: the fan keeps theirs.
+	second := ""
+	for i := 0; second == ""; i++ {
+		if c := fmt.Sprintf("t-%d", i); partitionOf(c) != partitionOf("s-1") {
+			second = c
+		}
+	}
+	if status, body := call(t, "PUT", base+"/v1/users/"+second, otherKey, map[string]any{"consent": consent}); status != 422 {
+		t.Fatalf("registering without profile or code: %d %v", status, body)
+	}
+	status, body = call(t, "PUT", base+"/v1/users/"+second, otherKey, map[string]any{"consent": consent, "link_code": strings.ToLower(code)})
+	if status != 200 || body["fan_id"] != fanID {
+		t.Fatalf("linking with the code: %d %v, want 200 and fan %v", status, body, fanID)
+	}
+	status, body = call(t, "PUT", base+"/v1/users/t-other", otherKey, map[string]any{"consent": consent, "link_code": code})
+	if status != 422 {
+		t.Fatalf("reusing the code: %d %v, want 422", status, body)
+	}
+	status, body = call(t, "GET", base+"/v1/users/s-1", partnerKey, nil)
+	if status != 200 || body["fan"].(map[string]any)["profile"].(map[string]any)["email"] != "ada@example.com" {
+		t.Fatalf("the fan's profile after linking: %d %v", status, body)
+	}
+
+	eventually(t, 5*time.Second, "the link to reach the directory", func() bool {
+		acct, ok := a.Directory.Account(other, second)
+		return ok && acct.Home == "s-1"
+	})
+	now := time.Now().UTC().Truncate(time.Second)
+	e.publish(listen("s-1", "s-a", now, "aurora", 6), listenAt(other, second, "t-a", now.Add(time.Minute), "aurora", 6))
+	eventually(t, 15*time.Second, "the offer from the fan's one index", func() bool {
+		offers, err := a.Store.Offers(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(offers) == 1 && offers[0].FanID.String() == fanID && offers[0].EventID == other+"/t-a"
+	})
 }

@@ -17,35 +17,50 @@ import (
 type Registration struct {
 	PartnerID     string
 	PartnerUserID string
-	Profile       fans.Profile
-	Consent       fans.Consent
-	Actor         string // who acted, for the ledger: e.g. "partner:streamly"
+	// Profile replaces the fan's profile; nil keeps it (only with LinkCode).
+	Profile *fans.Profile
+	Consent fans.Consent
+	Actor   string // who acted, for the ledger: e.g. "partner:streamly"
+	// LinkCode, when set, links the account to the fan that code was made for
+	// (see CreateLinkCode) instead of registering a new fan.
+	LinkCode string
 }
 
 // RegisterFan creates the fan and links the partner account, or, when the
-// account is already linked, updates the fan's profile and consent. It
+// account is already linked, updates the fan's profile and consent. With a
+// link code it links the account to that code's fan instead (ErrLinkCode for
+// a bad code, ErrLinkedElsewhere for an account linked to another fan). It
 // returns the fan id and whether the fan was created.
 func (s *Store) RegisterFan(ctx context.Context, r Registration) (uuid.UUID, bool, error) {
 	var fan uuid.UUID
 	created := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		created = false
 		err := tx.QueryRow(ctx, `SELECT fan_id FROM linked_accounts WHERE partner_id = $1 AND partner_user_id = $2 FOR UPDATE`,
 			r.PartnerID, r.PartnerUserID).Scan(&fan)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			fan, created = uuid.New(), true
-		case err != nil:
+		linked := err == nil
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("looking up account: %w", err)
 		}
-		p := r.Profile
-		push := p.PushEnabled == nil || *p.PushEnabled
-		if _, err := tx.Exec(ctx, `INSERT INTO fans (id, display_name, phone, email, time_zone, home_lat, home_lon, push_enabled)
-			VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8)
-			ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name, phone = excluded.phone, email = excluded.email,
-				time_zone = excluded.time_zone, home_lat = excluded.home_lat, home_lon = excluded.home_lon,
-				push_enabled = excluded.push_enabled, updated_at = now()`,
-			fan, p.DisplayName, p.Phone, p.Email, p.TimeZone, p.HomeLat, p.HomeLon, push); err != nil {
-			return fmt.Errorf("saving fan: %w", err)
+		newLink := !linked
+		switch {
+		case r.LinkCode != "":
+			codeFan, err := useLinkCode(ctx, tx, r.LinkCode)
+			if err != nil {
+				return err
+			}
+			if linked && codeFan != fan {
+				return ErrLinkedElsewhere
+			}
+			fan = codeFan
+		case !linked:
+			fan, created = uuid.New(), true
+		}
+		if r.Profile == nil && created {
+			return errors.New("registering a fan: a profile is required")
+		}
+		if err := saveProfile(ctx, tx, fan, r.Profile); err != nil {
+			return err
 		}
 		scope := scopeStrings(r.Consent.Scope)
 		if _, err := tx.Exec(ctx, `INSERT INTO linked_accounts (partner_id, partner_user_id, fan_id, scope) VALUES ($1, $2, $3, $4)
@@ -54,7 +69,7 @@ func (s *Store) RegisterFan(ctx context.Context, r Registration) (uuid.UUID, boo
 			return fmt.Errorf("linking account: %w", err)
 		}
 		action := "change"
-		if created {
+		if newLink {
 			action = "grant"
 		}
 		return ledger(ctx, tx, fan, r.PartnerID, r.PartnerUserID, action, scope, r.Consent.Wording, r.Actor)
@@ -63,6 +78,23 @@ func (s *Store) RegisterFan(ctx context.Context, r Registration) (uuid.UUID, boo
 		return uuid.Nil, false, err
 	}
 	return fan, created, nil
+}
+
+// saveProfile creates the fan or replaces its profile; a nil profile keeps it.
+func saveProfile(ctx context.Context, tx pgx.Tx, fan uuid.UUID, p *fans.Profile) error {
+	if p == nil {
+		return nil
+	}
+	push := p.PushEnabled == nil || *p.PushEnabled
+	if _, err := tx.Exec(ctx, `INSERT INTO fans (id, display_name, phone, email, time_zone, home_lat, home_lon, push_enabled)
+		VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8)
+		ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name, phone = excluded.phone, email = excluded.email,
+			time_zone = excluded.time_zone, home_lat = excluded.home_lat, home_lon = excluded.home_lon,
+			push_enabled = excluded.push_enabled, updated_at = now()`,
+		fan, p.DisplayName, p.Phone, p.Email, p.TimeZone, p.HomeLat, p.HomeLon, push); err != nil {
+		return fmt.Errorf("saving fan: %w", err)
+	}
+	return nil
 }
 
 // SetConsent replaces the scope of a linked account's consent.
