@@ -41,6 +41,21 @@ type Config struct {
 	// performers' scoring and API tokens under /v1/profiles, /v1/performers
 	// and /v1/tokens, for callers with a marketer token.
 	Marketers Marketers
+	// Redemptions and Signer, when both set, serve POST /v1/offers/redeem and the offer links, GET /o/{token} (F11).
+	Redemptions Redemptions
+	Signer      TokenVerifier
+	// Queues, when set, serves shows' queues to partners under
+	// /v1/shows/{show_id}/queue and, with Marketers, their sales under
+	// /v1/shows/{show_id}/sale (F12).
+	Queues Queues
+	// Rules, when set with Marketers, serves the organization's offer rules
+	// under /v1/rules (F9); DryRun, when set too, their dry runs (F12a),
+	// which otherwise answer 501.
+	Rules  RuleStore
+	DryRun RuleDryRunner
+	// Funnels, when set with Marketers, serves rules' funnels and shows'
+	// presale code pools (F10–F12).
+	Funnels Funnels
 	// Ready reports what keeps the process from serving, by check name; nil values pass.
 	Ready func(ctx context.Context) map[string]error
 	// Outbox, when set, serves GET /dev/outbox (demo and development only).
@@ -73,6 +88,11 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.Marketers != nil {
 		s.routeMarketers(mux)
 	}
+	s.routeRedemptions(mux)
+	s.routeQueues(mux)
+	s.routeRules(mux)
+	s.routeFunnels(mux)
+	mux.HandleFunc("GET /v1/openapi.yaml", serveOpenAPI)
 	if cfg.Outbox != nil {
 		mux.HandleFunc("GET /dev/outbox", func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusOK, cfg.Outbox())

@@ -236,6 +236,7 @@ func (s *server) eraseUser(w http.ResponseWriter, r *http.Request, partnerID str
 type Explanations interface {
 	Contributions(ctx context.Context, fan uuid.UUID, performerID string) ([]scoring.Contribution, error)
 	FanFact(ctx context.Context, fan uuid.UUID) (*scoring.FanFact, error)
+	FanRuleStatuses(ctx context.Context, fan uuid.UUID, performerID string) ([]store.FanRuleStatus, error)
 }
 
 // explainIndex returns a user's index for a performer with each contribution
@@ -263,11 +264,18 @@ func (s *server) explainIndex(w http.ResponseWriter, r *http.Request, partnerID 
 		s.storeError(w, r, err)
 		return
 	}
+	rules, err := s.cfg.Explanations.FanRuleStatuses(r.Context(), rec.ID, performer)
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
 	at := s.cfg.Clock()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"fan_id":       rec.ID,
 		"performer_id": performer,
 		"profile_id":   profile.ID,
 		"explanation":  scoring.Explain(profile, contribs, fact, at),
+		// Each rule tier the fan crossed: the offer, or why none (F10).
+		"rules": rules,
 	})
 }

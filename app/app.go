@@ -28,6 +28,7 @@ import (
 	"github.com/crescendo-hq/crescendo/notifiers/push"
 	"github.com/crescendo-hq/crescendo/notifiers/sms"
 	"github.com/crescendo-hq/crescendo/offers"
+	"github.com/crescendo-hq/crescendo/replay"
 	"github.com/crescendo-hq/crescendo/schedules"
 	"github.com/crescendo-hq/crescendo/store"
 )
@@ -61,6 +62,7 @@ type App struct {
 	Scheduler  *schedules.Scheduler
 	Push       *push.Hub
 	Signer     *offers.Signer
+	Replay     *replay.Runner
 	HTTPAddr   string
 
 	httpServer   *http.Server
@@ -74,10 +76,11 @@ type App struct {
 // Start starts every part. On error, whatever started is stopped again.
 func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err error) {
 	logger := cmp.Or(opts.Logger, slog.Default())
-	a = &App{settings: s, logger: logger, Push: push.NewHub(), consumerDone: make(chan error, 1)}
+	started := &App{settings: s, logger: logger, Push: push.NewHub(), consumerDone: make(chan error, 1)}
+	a = started
 	defer func() {
-		if err != nil {
-			a.Shutdown(context.WithoutCancel(ctx))
+		if err != nil { // a is nil by now: stop what started through its own pointer
+			started.Shutdown(context.WithoutCancel(ctx))
 		}
 	}()
 
@@ -170,6 +173,13 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 		return nil, err
 	}
 
+	if a.Replay, err = replay.New(replay.Config{
+		Brokers: a.Brokers, Topic: s.Topic, Decoder: decoder, Directory: a.Directory, Scorers: a.Scorers,
+		Rules: a.Store, Reach: a.Store, SessionGap: s.SessionGap, Logger: logger,
+	}); err != nil {
+		return nil, err
+	}
+
 	a.Scheduler, err = schedules.New(schedules.Config{
 		Runner: a.Store,
 		IsBusy: func(err error) bool { return errors.Is(err, store.ErrJobBusy) },
@@ -177,6 +187,10 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 		Jobs: []schedules.Job{{
 			Name: "offer-expiry", Spec: s.ExpirySchedule,
 			Run: func(ctx context.Context) (int64, error) { return a.Store.ExpireOffers(ctx, time.Now()) },
+		}, {
+			// Social queues admit their next batch when it is due (F12); each sale keeps its own pace.
+			Name: "queue-admission", Spec: "@every 1s",
+			Run: func(ctx context.Context) (int64, error) { return a.Store.AdmitDue(ctx, time.Now()) },
 		}},
 	})
 	if err != nil {
@@ -185,6 +199,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 
 	handler, err := api.New(api.Config{
 		Partners: a.Store, Fans: a.Store, Explanations: a.Store, Scorers: a.Scorers, Marketers: a.Store,
+		Redemptions: a.Store, Signer: a.Signer, Queues: a.Store, Funnels: a.Store, Rules: a.Store, DryRun: a.Replay,
 		Push: a.Push, Outbox: opts.Outbox, Logger: logger,
 		Ready: a.ready,
 	})

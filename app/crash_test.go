@@ -269,13 +269,13 @@ func seedCrashCatalog(ctx context.Context, st *store.Store) error {
 	}
 	for _, r := range []offers.Rule{
 		{ID: "aurora-presale", PerformerID: "aurora", ShowID: "roundhouse",
-			Tiers:    []offers.Tier{{Threshold: 10, Perks: []string{"presale"}}, {Threshold: 40, Perks: []string{"presale", "merch"}}, {Threshold: 120, Perks: []string{"meet and greet"}}},
+			Tiers:    []offers.Tier{{Threshold: 10, Perks: []string{"presale"}}, {Threshold: 40, Perks: []string{"presale", "merch:tour poster"}}, {Threshold: 120, Perks: []string{"meet_and_greet"}}},
 			Channels: []offers.Channel{offers.ChannelPush, offers.ChannelEmail}, Lifetime: 48 * time.Hour},
 		{ID: "borealis-day", PerformerID: "borealis", ShowID: "brixton",
-			Tiers:    []offers.Tier{{Threshold: 15, Perks: []string{"presale"}}, {Threshold: 45, Perks: []string{"upgrade"}}},
+			Tiers:    []offers.Tier{{Threshold: 15, Perks: []string{"presale"}}, {Threshold: 45, Perks: []string{"vip_upgrade"}}},
 			Channels: []offers.Channel{offers.ChannelPush}, Lifetime: 24 * time.Hour},
 	} {
-		if err := st.PutRule(ctx, r); err != nil {
+		if _, err := st.PutRule(ctx, r); err != nil {
 			return err
 		}
 	}

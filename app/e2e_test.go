@@ -123,8 +123,8 @@ func seedCatalog(ctx context.Context, st *store.Store, fans []fan) error {
 	if err := st.SetPerformerScoring(ctx, "aurora", store.PerformerScoring{ProfileID: "minutes"}); err != nil {
 		return err
 	}
-	if err := st.PutRule(ctx, offers.Rule{ID: "presale", PerformerID: "aurora", ShowID: "roundhouse",
-		Tiers:    []offers.Tier{{Threshold: 10, Perks: []string{"presale access"}}},
+	if _, err := st.PutRule(ctx, offers.Rule{ID: "presale", PerformerID: "aurora", ShowID: "roundhouse",
+		Tiers:    []offers.Tier{{Threshold: 10, Perks: []string{"presale"}}},
 		Channels: []offers.Channel{offers.ChannelPush, offers.ChannelSMS, offers.ChannelEmail}, Lifetime: 48 * time.Hour}); err != nil {
 		return err
 	}

@@ -250,8 +250,8 @@ func seed(ctx context.Context, st *store.Store, cfg Config, rng *mrand.Rand) err
 		if err := st.PutShow(ctx, show); err != nil {
 			return err
 		}
-		if err := st.PutRule(ctx, offers.Rule{ID: fmt.Sprintf("rule-%04d", i), PerformerID: performerID(i), ShowID: show.ID,
-			Tiers:    []offers.Tier{{Threshold: 2, Perks: []string{"presale"}}, {Threshold: 4, Perks: []string{"vip"}}},
+		if _, err := st.PutRule(ctx, offers.Rule{ID: fmt.Sprintf("rule-%04d", i), PerformerID: performerID(i), ShowID: show.ID,
+			Tiers:    []offers.Tier{{Threshold: 2, Perks: []string{"presale"}}, {Threshold: 4, Perks: []string{"vip_upgrade"}}},
 			Channels: []offers.Channel{offers.ChannelEmail}, Lifetime: 48 * time.Hour}); err != nil {
 			return err
 		}

@@ -301,13 +301,13 @@ func seed(ctx context.Context, st *store.Store, partnerKey string, fans []demoFa
 	rule := offers.Rule{
 		ID: "aurora-presale", PerformerID: "aurora-lane", ShowID: show.ID,
 		Tiers: []offers.Tier{
-			{Threshold: 5, Perks: []string{"presale access"}},
-			{Threshold: 15, Perks: []string{"presale access", "VIP upgrade"}},
+			{Threshold: 5, Perks: []string{"presale"}},
+			{Threshold: 15, Perks: []string{"presale", "vip_upgrade"}},
 		},
 		Channels: []offers.Channel{offers.ChannelPush, offers.ChannelSMS, offers.ChannelEmail},
 		Lifetime: 48 * time.Hour,
 	}
-	if err := st.PutRule(ctx, rule); err != nil {
+	if _, err := st.PutRule(ctx, rule); err != nil {
 		return err
 	}
 	for _, f := range fans {

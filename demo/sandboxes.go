@@ -72,6 +72,9 @@ func (sb *Sandboxes) Close() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = s.Shutdown(ctx)
 		cancel()
+		// Shutdown leaves connections it found between requests but not yet
+		// idle; a keep-alive client would hold them, and their goroutines, open.
+		_ = s.Close()
 	}
 }
 

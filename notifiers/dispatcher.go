@@ -121,11 +121,15 @@ func New(cfg Config) (*Dispatcher, error) {
 	return &Dispatcher{client: client, working: cfg.Workers > 0}, nil
 }
 
-// EnqueueTx queues delivery of the given offers inside tx.
-func (d *Dispatcher) EnqueueTx(ctx context.Context, tx pgx.Tx, offerIDs []uuid.UUID) error {
-	params := make([]river.InsertManyParams, len(offerIDs))
-	for i, id := range offerIDs {
-		params[i] = river.InsertManyParams{Args: DeliverArgs{OfferID: id}}
+// EnqueueTx queues delivery of the given offers inside tx, each no sooner
+// than its NotBefore (an offer held through the fan's quiet hours).
+func (d *Dispatcher) EnqueueTx(ctx context.Context, tx pgx.Tx, jobs []store.DeliveryJob) error {
+	params := make([]river.InsertManyParams, len(jobs))
+	for i, j := range jobs {
+		params[i] = river.InsertManyParams{Args: DeliverArgs{OfferID: j.OfferID}}
+		if !j.NotBefore.IsZero() {
+			params[i].InsertOpts = &river.InsertOpts{ScheduledAt: j.NotBefore}
+		}
 	}
 	if _, err := d.client.InsertManyTx(ctx, tx, params); err != nil {
 		return fmt.Errorf("inserting delivery jobs: %w", err)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/store"
 )
 
@@ -28,7 +29,14 @@ var emailHTML = template.Must(template.New("email").Parse(`<!doctype html>
 </body></html>`))
 
 func render(d store.Delivery, link string, now time.Time) message {
-	perks := strings.Join(d.Perks, ", ")
+	texts := make([]string, len(d.Perks))
+	for i, p := range d.Perks {
+		texts[i] = offers.PerkText(p)
+	}
+	perks := strings.Join(texts, ", ")
+	if d.PresaleCode != "" {
+		perks += " (presale code " + d.PresaleCode + ")"
+	}
 	expires := d.ExpiresAt.UTC().Format("Jan 2 15:04 MST")
 	name := firstName(d.FanName)
 	var html strings.Builder
@@ -36,14 +44,15 @@ func render(d store.Delivery, link string, now time.Time) message {
 		"Name": name, "Performer": d.PerformerName, "Show": d.ShowName, "Perks": perks, "Link": link, "Expires": expires,
 	})
 	pushBody, _ := json.Marshal(map[string]any{
-		"offer_id":   d.OfferID.String(),
-		"title":      fmt.Sprintf("%s: %s", d.PerformerName, d.ShowName),
-		"body":       fmt.Sprintf("Unlocked for you: %s. Ends %s.", perks, expires),
-		"perks":      d.Perks,
-		"tier":       d.Tier,
-		"expires_at": d.ExpiresAt.UTC().Format(time.RFC3339),
-		"link":       link,
-		"sent_at":    now.UTC().Format(time.RFC3339Nano),
+		"offer_id":     d.OfferID.String(),
+		"title":        fmt.Sprintf("%s: %s", d.PerformerName, d.ShowName),
+		"body":         fmt.Sprintf("Unlocked for you: %s. Ends %s.", perks, expires),
+		"perks":        d.Perks,
+		"tier":         d.Tier,
+		"presale_code": d.PresaleCode,
+		"expires_at":   d.ExpiresAt.UTC().Format(time.RFC3339),
+		"link":         link,
+		"sent_at":      now.UTC().Format(time.RFC3339Nano),
 	})
 	return message{
 		sms:     fmt.Sprintf("%s: %s for %s. Ends %s. %s", d.PerformerName, perks, d.ShowName, expires, link),

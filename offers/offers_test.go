@@ -13,36 +13,8 @@ import (
 func testRule() Rule {
 	return Rule{
 		ID: "r1", Version: 3, PerformerID: "p", ShowID: "s",
-		Tiers:    []Tier{{Threshold: 20, Perks: []string{"presale"}}, {Threshold: 60, Perks: []string{"vip"}}},
+		Tiers:    []Tier{{Threshold: 20, Perks: []string{"presale"}}, {Threshold: 60, Perks: []string{"vip_upgrade"}}},
 		Channels: []Channel{ChannelSMS}, Lifetime: time.Hour,
-	}
-}
-
-func TestEvaluateIssuesOncePerTierAndOnlyInSession(t *testing.T) {
-	r := testRule()
-	fan := uuid.New()
-	now := time.Date(2026, 11, 20, 20, 0, 0, 0, time.UTC)
-	held := map[Key]bool{}
-	issued := func(k Key) bool { return held[k] }
-
-	if got := Evaluate(r, Crossing{Fan: fan, Index: 100, SessionLive: false, Now: now}, issued, uuid.New); len(got) != 0 {
-		t.Fatalf("offers outside a live session: %v", got)
-	}
-	if got := Evaluate(r, Crossing{Fan: fan, Index: 19.9, SessionLive: true, Now: now}, issued, uuid.New); len(got) != 0 {
-		t.Fatalf("offers below threshold: %v", got)
-	}
-	got := Evaluate(r, Crossing{Fan: fan, Index: 25, SessionLive: true, EventID: "e1", Now: now}, issued, uuid.New)
-	if len(got) != 1 || got[0].Tier != 1 || got[0].RuleVersion != 3 || got[0].EventID != "e1" ||
-		!got[0].ExpiresAt.Equal(now.Add(time.Hour)) || got[0].Perks[0] != "presale" {
-		t.Fatalf("first crossing: %+v", got)
-	}
-	held[got[0].Key()] = true
-	if again := Evaluate(r, Crossing{Fan: fan, Index: 30, SessionLive: true, Now: now}, issued, uuid.New); len(again) != 0 {
-		t.Fatalf("second offer for the same tier: %v", again)
-	}
-	up := Evaluate(r, Crossing{Fan: fan, Index: 61, SessionLive: true, Now: now}, issued, uuid.New)
-	if len(up) != 1 || up[0].Tier != 2 {
-		t.Fatalf("rise to tier 2: %+v", up)
 	}
 }
 

@@ -27,6 +27,10 @@ type Account struct {
 	Fan uuid.UUID
 	// Scope is the signal kinds the consent covers; nil covers all.
 	Scope fans.Scope
+	// TimeZone (nil: UTC) and the home location are what rules judge a fan by.
+	TimeZone         *time.Location
+	HasHome          bool
+	HomeLat, HomeLon float64
 	// Home is the record key that places the fan's state: the partner user id
 	// of the account the fan was registered with. Events keyed by it land
 	// where the state lives; those of the fan's other accounts, at other
@@ -43,9 +47,10 @@ type Directory interface {
 	Account(partner, userID string) (acct Account, ok bool)
 }
 
-// RuleSet returns the active rules that score a performer.
+// RuleSet returns the active rules, compiled, whose thresholds are in a
+// performer's index.
 type RuleSet interface {
-	ForPerformer(performerID string) []offers.Rule
+	ForPerformer(performerID string) []*offers.Program
 }
 
 // Scorers returns the scorer built from the current profiles and performers;
@@ -78,7 +83,8 @@ type State struct {
 	Pairs    map[PairKey]scoring.PairState
 	Fans     map[uuid.UUID]scoring.FanState
 	Sessions map[uuid.UUID]sessions.Session
-	Issued   []offers.Key
+	// Issued is when each offer the partition's fans hold was issued.
+	Issued map[offers.Key]time.Time
 	// Routed is, per source partition, the offset of the last record routed
 	// here from it that was applied: a record routed twice (its sender
 	// crashed before checkpointing) is recognized and skipped.
@@ -89,6 +95,15 @@ type State struct {
 type Contribution struct {
 	PairKey
 	scoring.Contribution
+}
+
+// Conversion is a fan buying tickets for a show (a ticket_purchase event).
+type Conversion struct {
+	Fan      uuid.UUID
+	ShowID   string
+	EventID  string
+	Quantity int64
+	At       time.Time
 }
 
 // FanFact is the latest per-fan fact (friend count) for explanations.
@@ -112,13 +127,18 @@ type Delta struct {
 	Contributions []Contribution
 	FanFacts      []FanFact
 	Offers        []offers.Offer
-	Routed        map[int32]int64 // changed entries of State.Routed
+	// Decisions are crossings that issued no offer, with the reason; a
+	// reason is recorded when it changes, not at every event.
+	Decisions []offers.Decision
+	// Conversions are ticket purchases, for the funnel's uplift.
+	Conversions []Conversion
+	Routed      map[int32]int64 // changed entries of State.Routed
 }
 
 // Empty reports whether the delta changes nothing.
 func (d Delta) Empty() bool {
 	return len(d.Pairs) == 0 && len(d.Fans) == 0 && len(d.Sessions) == 0 &&
-		len(d.Contributions) == 0 && len(d.FanFacts) == 0 && len(d.Offers) == 0 && len(d.Routed) == 0
+		len(d.Contributions) == 0 && len(d.FanFacts) == 0 && len(d.Offers) == 0 && len(d.Routed) == 0 && len(d.Decisions) == 0 && len(d.Conversions) == 0
 }
 
 // Result is what one event did.
@@ -149,7 +169,8 @@ type Partition struct {
 	pairs    map[scoring.PairKey]scoring.PairState
 	fans     map[uuid.UUID]*scoring.FanState
 	sessions *sessions.Tracker
-	issued   map[offers.Key]struct{}
+	issued   map[offers.Key]time.Time
+	reasons  map[offers.Key]offers.Reason // the last reason recorded for a crossing without offer
 	routed   map[int32]int64
 
 	dirtyRouted map[int32]struct{}
@@ -158,6 +179,8 @@ type Partition struct {
 	contribs    []Contribution
 	facts       []FanFact
 	pending     []offers.Offer
+	decisions   []offers.Decision
+	conversions []Conversion
 	targets     []string
 	scratch     []scoring.Contribution
 }
@@ -189,7 +212,8 @@ func New(cfg Config) (*Partition, error) {
 		pairs:       make(map[scoring.PairKey]scoring.PairState),
 		fans:        make(map[uuid.UUID]*scoring.FanState),
 		sessions:    sessions.NewTracker(cfg.SessionGap),
-		issued:      make(map[offers.Key]struct{}),
+		issued:      make(map[offers.Key]time.Time),
+		reasons:     make(map[offers.Key]offers.Reason),
 		routed:      make(map[int32]int64),
 		dirtyRouted: make(map[int32]struct{}),
 		dirtyPairs:  make(map[scoring.PairKey]struct{}),
@@ -209,9 +233,7 @@ func (p *Partition) Load(s State) {
 	for f, ss := range s.Sessions {
 		p.sessions.Load(f, ss)
 	}
-	for _, k := range s.Issued {
-		p.issued[k] = struct{}{}
-	}
+	maps.Copy(p.issued, s.Issued)
 	maps.Copy(p.routed, s.Routed)
 }
 
@@ -271,10 +293,15 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 		// The human point reaches each pair's index at the pair's next event.
 		return res, nil
 	}
+	if tp := ev.TicketPurchase; tp != nil {
+		p.conversions = append(p.conversions, Conversion{Fan: fan, ShowID: tp.Event, EventID: ev.Source + "/" + ev.ID,
+			Quantity: tp.Quantity, At: ev.Time})
+	}
 	if ev.Listen != nil {
 		p.sessions.Listen(fan, ev.Time)
 	}
 	live := p.sessions.Live(fan, ev.Time)
+	var crossing *offers.Crossing // built for the first pair with rules, shared by the rest
 	p.targets = scorer.Targets(p.targets[:0], ev)
 	for _, perf := range p.targets {
 		k := scoring.PairKey{Fan: fan, Performer: p.interner.Intern(perf)}
@@ -296,27 +323,55 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 		if len(rules) == 0 {
 			continue
 		}
-		c := offers.Crossing{
-			Fan:         fan,
-			Index:       scorer.Index(&st, p.fans[fan], perf, ev.Time),
-			SessionLive: live,
-			EventID:     ev.Source + "/" + ev.ID,
-			Now:         p.cfg.Clock(), // only stamps offers: read it only where rules apply
+		if crossing == nil {
+			crossing = p.crossing(ev, acct, live)
 		}
+		crossing.Index = scorer.Index(&st, p.fans[fan], perf, ev.Time)
 		for _, r := range rules {
-			for _, o := range offers.Evaluate(r, c, p.isIssued, p.cfg.NewID) {
-				p.issued[o.Key()] = struct{}{}
+			issued, decided := r.Evaluate(crossing, p.issuedAt, p.cfg.NewID)
+			for _, o := range issued {
+				p.issued[o.Key()] = o.IssuedAt
+				delete(p.reasons, o.Key())
 				p.pending = append(p.pending, o)
 				res.Offers = append(res.Offers, o)
+			}
+			for _, d := range decided {
+				if p.reasons[d.Key] != d.Reason {
+					p.reasons[d.Key] = d.Reason
+					p.decisions = append(p.decisions, d)
+				}
 			}
 		}
 	}
 	return res, nil
 }
 
-func (p *Partition) isIssued(k offers.Key) bool {
-	_, ok := p.issued[k]
-	return ok
+// crossing describes the fan and the moment to the rules; the index is filled per pair.
+func (p *Partition) crossing(ev events.Event, acct Account, live bool) *offers.Crossing {
+	c := &offers.Crossing{
+		Fan: offers.Fan{ID: acct.Fan, TimeZone: acct.TimeZone, HasHome: acct.HasHome,
+			HomeLat: acct.HomeLat, HomeLon: acct.HomeLon, FriendCount: -1},
+		SessionLive: live,
+		EventID:     ev.Source + "/" + ev.ID,
+		EventType:   string(ev.Type),
+		EventTime:   ev.Time,
+		Now:         ev.Time,
+		IssueAt:     p.cfg.Clock(), // only stamps offers: read it only where rules apply
+	}
+	if fs := p.fans[acct.Fan]; fs != nil {
+		if n, ok := fs.FriendCount(); ok {
+			c.Fan.FriendCount = n
+		}
+	}
+	if s, ok := p.sessions.Get(acct.Fan); ok && live {
+		c.SessionStart = s.Start
+	}
+	return c
+}
+
+func (p *Partition) issuedAt(k offers.Key) (time.Time, bool) {
+	at, ok := p.issued[k]
+	return at, ok
 }
 
 // Flush returns the changes since the last Flush and starts a new delta.
@@ -328,6 +383,8 @@ func (p *Partition) Flush() Delta {
 		Contributions: p.contribs,
 		FanFacts:      p.facts,
 		Offers:        p.pending,
+		Decisions:     p.decisions,
+		Conversions:   p.conversions,
 	}
 	if len(p.dirtyRouted) > 0 {
 		d.Routed = make(map[int32]int64, len(p.dirtyRouted))
@@ -344,7 +401,7 @@ func (p *Partition) Flush() Delta {
 	}
 	clear(p.dirtyPairs)
 	clear(p.dirtyFans)
-	p.contribs, p.facts, p.pending = nil, nil, nil
+	p.contribs, p.facts, p.pending, p.decisions, p.conversions = nil, nil, nil, nil, nil
 	return d
 }
 
@@ -374,6 +431,25 @@ func (p *Partition) Forget(erased map[uuid.UUID]struct{}) int {
 			delete(p.issued, k)
 		}
 	}
+	for k := range p.reasons {
+		if _, gone := erased[k.Fan]; gone {
+			delete(p.reasons, k)
+		}
+	}
+	kept := p.decisions[:0]
+	for _, d := range p.decisions {
+		if _, gone := erased[d.Fan]; !gone {
+			kept = append(kept, d)
+		}
+	}
+	p.decisions = kept
+	conv := p.conversions[:0]
+	for _, c := range p.conversions {
+		if _, gone := erased[c.Fan]; !gone {
+			conv = append(conv, c)
+		}
+	}
+	p.conversions = conv
 	return n
 }
 

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -25,9 +26,23 @@ func (d dir) Account(partner, user string) (Account, bool) {
 	return Account{Fan: f, Home: user}, ok && partner == "p"
 }
 
-type rules []offers.Rule
+type rules []*offers.Program
 
-func (r rules) ForPerformer(p string) []offers.Rule {
+// compiled compiles rules against a show far ahead.
+func compiled(t *testing.T, rs ...offers.Rule) rules {
+	t.Helper()
+	var out rules
+	for _, r := range rs {
+		p, err := offers.Compile(r, offers.Show{ID: r.ShowID, StartsAt: time.Date(2030, 1, 1, 20, 0, 0, 0, time.UTC)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func (r rules) ForPerformer(p string) []*offers.Program {
 	if p == "perf" {
 		return r
 	}
@@ -60,8 +75,9 @@ func TestPartitionIssuesOffersOnlyInALiveSession(t *testing.T) {
 	fan := uuid.New()
 	now := time.Date(2026, 11, 20, 20, 0, 0, 0, time.UTC)
 	r := offers.Rule{ID: "r", Version: 1, PerformerID: "perf", ShowID: "s", Lifetime: time.Hour,
-		Tiers: []offers.Tier{{Threshold: 10}, {Threshold: 30}}, Channels: []offers.Channel{offers.ChannelSMS}}
-	p, err := New(Config{Directory: dir{"u": fan}, Rules: rules{r}, Scorers: newScorers(t), Clock: func() time.Time { return now }})
+		Tiers:    []offers.Tier{{Threshold: 10, Perks: []string{"presale"}}, {Threshold: 30, Perks: []string{"vip_upgrade"}}},
+		Channels: []offers.Channel{offers.ChannelSMS}}
+	p, err := New(Config{Directory: dir{"u": fan}, Rules: compiled(t, r), Scorers: newScorers(t), Clock: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,8 +138,8 @@ func TestPartitionIssuesOffersOnlyInALiveSession(t *testing.T) {
 	}
 
 	// State reloaded into a new owner remembers the offers already issued.
-	q, _ := New(Config{Directory: dir{"u": fan}, Rules: rules{r}, Scorers: newScorers(t)})
-	q.Load(State{Pairs: pairMap(d.Pairs), Sessions: d.Sessions, Issued: []offers.Key{d.Offers[0].Key(), d.Offers[1].Key()}})
+	q, _ := New(Config{Directory: dir{"u": fan}, Rules: compiled(t, r), Scorers: newScorers(t)})
+	q.Load(State{Pairs: pairMap(d.Pairs), Sessions: d.Sessions, Issued: map[offers.Key]time.Time{d.Offers[0].Key(): now, d.Offers[1].Key(): now}})
 	if got, want := q.Index(fan, "perf", now.Add(3*time.Minute)), p.Index(fan, "perf", now.Add(3*time.Minute)); got != want {
 		t.Fatalf("reloaded index %v, original %v", got, want)
 	}
@@ -214,4 +230,46 @@ func pairMap(entries []PairEntry) map[PairKey]scoring.PairState {
 		m[e.Key] = e.State
 	}
 	return m
+}
+
+// A crossing that issues nothing records why once, not at every event, and
+// again only when the reason changes; an offer ends the record.
+func TestDecisionsAreRecordedWhenTheReasonChanges(t *testing.T) {
+	fan := uuid.New()
+	now := time.Date(2026, 11, 20, 20, 0, 0, 0, time.UTC)
+	r := offers.Rule{ID: "r", Version: 1, PerformerID: "perf", ShowID: "s", Lifetime: time.Hour,
+		Tiers:     []offers.Tier{{Threshold: 5, Perks: []string{"presale"}}},
+		Channels:  []offers.Channel{offers.ChannelSMS},
+		Condition: `index.value >= 8.0 || fan.friend_count >= 10`}
+	p, err := New(Config{Directory: dir{"u": fan}, Rules: compiled(t, r), Scorers: newScorers(t), Clock: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	follow := func(id string, at time.Time) events.Event {
+		return events.Event{ID: id, Source: "p", Subject: "u", Type: events.TypeFollow, Time: at, Follow: &events.Follow{Performer: "perf"}}
+	}
+	reasons := func() []offers.Reason {
+		var out []offers.Reason
+		for _, d := range p.Flush().Decisions {
+			out = append(out, d.Reason)
+		}
+		return out
+	}
+	// 6 points in a live session: the condition says no, once.
+	p.Apply(listenAt("u", now, 6))
+	p.Apply(listenAt("u", now.Add(time.Minute), 1))
+	if got := reasons(); !slices.Equal(got, []offers.Reason{offers.ReasonCondition}) {
+		t.Fatalf("decisions %v, want one condition_false", got)
+	}
+	// Two hours on, the session has ended: a new reason.
+	p.Apply(follow("f1", now.Add(2*time.Hour)))
+	p.Apply(follow("f2", now.Add(2*time.Hour+time.Minute)))
+	if got := reasons(); !slices.Equal(got, []offers.Reason{offers.ReasonNoLiveSession}) {
+		t.Fatalf("decisions %v, want one no_live_session", got)
+	}
+	// Back in a session with enough points: an offer, and no decision.
+	res, _ := p.Apply(listenAt("u", now.Add(3*time.Hour), 1))
+	if got := reasons(); len(res.Offers) != 1 || len(got) != 0 {
+		t.Fatalf("offers %v, decisions %v", res.Offers, got)
+	}
 }

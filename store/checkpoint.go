@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -82,13 +83,15 @@ func (s *Store) LoadPartition(ctx context.Context, p PartitionID) (pipeline.Stat
 				}
 			}
 		}
-		rows, err = tx.Query(ctx, `SELECT fan_id, rule_id, tier FROM offers WHERE partition = $1`, p.Partition)
+		rows, err = tx.Query(ctx, `SELECT fan_id, rule_id, tier, issued_at FROM offers WHERE partition = $1`, p.Partition)
 		if err != nil {
 			return fmt.Errorf("reading issued offers: %w", err)
 		}
 		var k offers.Key
-		if _, err := pgx.ForEachRow(rows, []any{&k.Fan, &k.Rule, &k.Tier}, func() error {
-			st.Issued = append(st.Issued, k)
+		var at time.Time
+		st.Issued = make(map[offers.Key]time.Time)
+		if _, err := pgx.ForEachRow(rows, []any{&k.Fan, &k.Rule, &k.Tier, &at}, func() error {
+			st.Issued[k] = at
 			return nil
 		}); err != nil {
 			return fmt.Errorf("reading issued offers: %w", err)
@@ -129,14 +132,125 @@ func (c Checkpointer) Commit(ctx context.Context, cp Checkpoint) ([]uuid.UUID, e
 	return c.Store.Commit(ctx, cp, c.Enqueue)
 }
 
+// DeliveryJob is an offer to deliver, no sooner than NotBefore (quiet hours).
+type DeliveryJob struct {
+	OfferID   uuid.UUID
+	NotBefore time.Time // zero: now
+}
+
 // EnqueueFunc queues deliveries for newly inserted offers inside the checkpoint's
 // transaction, so an offer is never issued without its delivery job or the reverse.
-type EnqueueFunc func(ctx context.Context, tx pgx.Tx, offerIDs []uuid.UUID) error
+type EnqueueFunc func(ctx context.Context, tx pgx.Tx, jobs []DeliveryJob) error
+
+var (
+	errOverBudget = errors.New("rule budget spent")
+	errNoCodes    = errors.New("presale code pool empty")
+)
+
+// insertOffer writes one offer; false when the fan already holds it. A rule
+// with a budget counts the offer against it in the same transaction, so
+// checkpoints of all partitions share one count.
+func insertOffer(ctx context.Context, tx pgx.Tx, o offers.Offer, partition int) (bool, error) {
+	var id uuid.UUID
+	err := tx.QueryRow(ctx, `INSERT INTO offers (id, fan_id, rule_id, rule_version, tier, performer_id, show_id,
+			perks, index_value, event_id, partition, issued_at, expires_at, deliver_after)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+		ON CONFLICT (fan_id, rule_id, tier) DO NOTHING RETURNING id`,
+		o.ID, o.FanID, o.RuleID, o.RuleVersion, o.Tier, o.PerformerID, o.ShowID,
+		o.Perks, o.IndexValue, o.EventID, partition, o.IssuedAt, o.ExpiresAt, nullTime(o.DeliverAfter)).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("inserting offer: %w", err)
+	}
+	// Offers of unbudgeted rules touch no shared row: no contention between partitions.
+	tag, err := tx.Exec(ctx, `UPDATE rule_budgets SET issued = issued + 1 WHERE rule_id = $1 AND issued < budget`, o.RuleID)
+	if err != nil {
+		return false, fmt.Errorf("counting offer against budget: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM rule_budgets WHERE rule_id = $1)`, o.RuleID).Scan(&exists); err != nil {
+			return false, fmt.Errorf("reading budget: %w", err)
+		}
+		if exists {
+			return false, withdraw(ctx, tx, o.ID, errOverBudget)
+		}
+	}
+	// A show with a pool of presale codes gives each offer one. SKIP LOCKED:
+	// checkpoints of other partitions take other codes instead of waiting.
+	var code string
+	err = tx.QueryRow(ctx, `UPDATE presale_codes SET offer_id = $1, assigned_at = now()
+		WHERE (show_id, code) = (SELECT show_id, code FROM presale_codes WHERE show_id = $2 AND offer_id IS NULL
+			ORDER BY imported_at, code LIMIT 1 FOR UPDATE SKIP LOCKED)
+		RETURNING code`, o.ID, o.ShowID).Scan(&code)
+	switch {
+	case err == nil:
+		if _, err := tx.Exec(ctx, `UPDATE offers SET presale_code = $2 WHERE id = $1`, o.ID, code); err != nil {
+			return false, fmt.Errorf("recording presale code: %w", err)
+		}
+	case errors.Is(err, pgx.ErrNoRows):
+		var pool bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM presale_codes WHERE show_id = $1)`, o.ShowID).Scan(&pool); err != nil {
+			return false, fmt.Errorf("reading presale codes: %w", err)
+		}
+		if pool {
+			return false, withdraw(ctx, tx, o.ID, errNoCodes)
+		}
+	default:
+		return false, fmt.Errorf("taking presale code: %w", err)
+	}
+	return true, nil
+}
+
+// withdraw deletes an offer just inserted that a shared limit refused.
+func withdraw(ctx context.Context, tx pgx.Tx, id uuid.UUID, why error) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM offers WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("withdrawing offer: %w", err)
+	}
+	return why
+}
+
+// writeConversions keeps ticket purchases for the funnel's uplift.
+func writeConversions(ctx context.Context, tx pgx.Tx, cs []pipeline.Conversion) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"conversions"}, []string{"fan_id", "show_id", "event_id", "quantity", "at"},
+		pgx.CopyFromSlice(len(cs), func(i int) ([]any, error) {
+			c := cs[i]
+			return []any{pgtype.UUID{Bytes: c.Fan, Valid: true}, c.ShowID, c.EventID, c.Quantity, c.At}, nil
+		}))
+	if err != nil {
+		return fmt.Errorf("writing conversions: %w", err)
+	}
+	return nil
+}
+
+// writeDecisions keeps why crossings issued no offer (F10).
+func writeDecisions(ctx context.Context, tx pgx.Tx, ds []offers.Decision) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"offer_decisions"},
+		[]string{"fan_id", "rule_id", "rule_version", "tier", "reason", "detail", "index_value", "event_id", "at"},
+		pgx.CopyFromSlice(len(ds), func(i int) ([]any, error) {
+			d := ds[i]
+			return []any{pgtype.UUID{Bytes: d.Fan, Valid: true}, d.Rule, d.RuleVersion, d.Tier, string(d.Reason), d.Detail,
+				d.Index, d.EventID, d.At}, nil
+		}))
+	if err != nil {
+		return fmt.Errorf("writing offer decisions: %w", err)
+	}
+	return nil
+}
 
 // Commit writes a checkpoint in one transaction: the state delta, the new offers
-// (at most one per fan, rule and tier: duplicates are skipped by the database),
-// their delivery jobs, and the new offset. It returns the ids of the offers that
-// were inserted, or ErrFenced if the stored offset is no longer c.From.
+// (at most one per fan, rule and tier: duplicates are skipped by the database;
+// none past a rule's budget: the decision is recorded instead), their delivery
+// jobs, and the new offset. It returns the ids of the offers that were
+// inserted, or ErrFenced if the stored offset is no longer c.From.
 func (s *Store) Commit(ctx context.Context, c Checkpoint, enqueue EnqueueFunc) ([]uuid.UUID, error) {
 	var inserted []uuid.UUID
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -156,24 +270,35 @@ func (s *Store) Commit(ctx context.Context, c Checkpoint, enqueue EnqueueFunc) (
 		if err := writeExplanations(ctx, tx, c.Delta); err != nil {
 			return err
 		}
+		var jobs []DeliveryJob
+		var refused []offers.Decision
 		for _, o := range c.Delta.Offers {
-			var id uuid.UUID
-			err := tx.QueryRow(ctx, `INSERT INTO offers (id, fan_id, rule_id, rule_version, tier, performer_id, show_id,
-					perks, index_value, event_id, partition, issued_at, expires_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-				ON CONFLICT (fan_id, rule_id, tier) DO NOTHING RETURNING id`,
-				o.ID, o.FanID, o.RuleID, o.RuleVersion, o.Tier, o.PerformerID, o.ShowID,
-				o.Perks, o.IndexValue, o.EventID, c.Partition, o.IssuedAt, o.ExpiresAt).Scan(&id)
-			if errors.Is(err, pgx.ErrNoRows) {
+			ok, err := insertOffer(ctx, tx, o, c.Partition)
+			switch {
+			case errors.Is(err, errOverBudget), errors.Is(err, errNoCodes):
+				reason := offers.ReasonBudget
+				if errors.Is(err, errNoCodes) {
+					reason = offers.ReasonCodesExhausted
+				}
+				refused = append(refused, offers.Decision{Key: o.Key(), RuleVersion: o.RuleVersion, Reason: reason,
+					Index: o.IndexValue, EventID: o.EventID, At: o.IssuedAt})
+				continue
+			case err != nil:
+				return err
+			case !ok:
 				continue
 			}
-			if err != nil {
-				return fmt.Errorf("inserting offer: %w", err)
-			}
-			inserted = append(inserted, id)
+			inserted = append(inserted, o.ID)
+			jobs = append(jobs, DeliveryJob{OfferID: o.ID, NotBefore: o.DeliverAfter})
 		}
-		if len(inserted) > 0 && enqueue != nil {
-			if err := enqueue(ctx, tx, inserted); err != nil {
+		if err := writeDecisions(ctx, tx, append(refused, c.Delta.Decisions...)); err != nil {
+			return err
+		}
+		if err := writeConversions(ctx, tx, c.Delta.Conversions); err != nil {
+			return err
+		}
+		if len(jobs) > 0 && enqueue != nil {
+			if err := enqueue(ctx, tx, jobs); err != nil {
 				return fmt.Errorf("queueing deliveries: %w", err)
 			}
 		}

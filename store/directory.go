@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/crescendo-hq/crescendo/events"
 	"github.com/crescendo-hq/crescendo/fans"
-	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/pipeline"
 )
 
@@ -42,6 +40,10 @@ type account struct {
 	// home is the fan's home key when it is not this account's user id
 	// (accounts linked after the first): most accounts carry no string.
 	home string
+	// What rules judge a fan by; zones are shared, one *Location each.
+	tz               *time.Location
+	hasHome          bool
+	homeLat, homeLon float64
 }
 
 type directorySnapshot struct {
@@ -96,18 +98,33 @@ func (d *Directory) Refresh(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("reading partners: %w", err)
 	}
-	rows, err = d.store.pool.Query(ctx, `SELECT l.partner_id, l.partner_user_id, l.fan_id, l.scope, COALESCE(f.home_key, l.partner_user_id)
+	rows, err = d.store.pool.Query(ctx, `SELECT l.partner_id, l.partner_user_id, l.fan_id, l.scope, COALESCE(f.home_key, l.partner_user_id),
+			f.time_zone, f.home_lat, f.home_lon
 		FROM linked_accounts l JOIN fans f ON f.id = l.fan_id`)
 	if err != nil {
 		return fmt.Errorf("reading linked accounts: %w", err)
 	}
-	var partner, user, home string
+	var partner, user, home, tz string
 	var fan uuid.UUID
 	var scope []string
-	if _, err := pgx.ForEachRow(rows, []any{&partner, &user, &fan, &scope, &home}, func() error {
+	var lat, lon *float64
+	zones := map[string]*time.Location{}
+	if _, err := pgx.ForEachRow(rows, []any{&partner, &user, &fan, &scope, &home, &tz, &lat, &lon}, func() error {
 		a := account{fan: fan}
 		if home != user {
 			a.home = home
+		}
+		loc, ok := zones[tz]
+		if !ok {
+			var err error
+			if loc, err = time.LoadLocation(tz); err != nil {
+				loc = time.UTC // validated on the way in; an unknown zone judges as UTC
+			}
+			zones[tz] = loc
+		}
+		a.tz = loc
+		if lat != nil && lon != nil {
+			a.hasHome, a.homeLat, a.homeLon = true, *lat, *lon
 		}
 		if scope != nil {
 			a.scope = make(fans.Scope, len(scope))
@@ -227,77 +244,8 @@ func (d *Directory) KnownPartner(id string) bool {
 func (d *Directory) Account(partner, userID string) (pipeline.Account, bool) {
 	snap := d.snap.Load()
 	a, ok := snap.accounts[snap.key(partner, userID)]
-	return pipeline.Account{Fan: a.fan, Scope: a.scope, Home: cmp.Or(a.home, userID)}, ok
-}
-
-// RuleSet is an in-memory copy of the active rules by performer, refreshed from
-// the database. It is safe for concurrent use.
-type RuleSet struct {
-	store *Store
-	mu    sync.Mutex // serializes refreshes, as Directory.mu does
-	snap  atomic.Pointer[map[string][]offers.Rule]
-}
-
-// NewRuleSet loads the active rules.
-func (s *Store) NewRuleSet(ctx context.Context) (*RuleSet, error) {
-	r := &RuleSet{store: s}
-	if err := r.Refresh(ctx); err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-// Refresh reloads the active rules.
-func (r *RuleSet) Refresh(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	rules, err := r.store.Rules(ctx, true)
-	if err != nil {
-		return err
-	}
-	m := make(map[string][]offers.Rule)
-	for _, rule := range rules {
-		m[rule.PerformerID] = append(m[rule.PerformerID], rule)
-	}
-	r.snap.Store(&m)
-	return nil
-}
-
-// ForPerformer returns the active rules for a performer.
-func (r *RuleSet) ForPerformer(performerID string) []offers.Rule {
-	return (*r.snap.Load())[performerID]
-}
-
-// Rules returns the rules, only the active ones when activeOnly.
-func (s *Store) Rules(ctx context.Context, activeOnly bool) ([]offers.Rule, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, version, performer_id, show_id, tiers, channels, lifetime_seconds
-		FROM rules WHERE active OR NOT $1 ORDER BY id`, activeOnly)
-	if err != nil {
-		return nil, fmt.Errorf("reading rules: %w", err)
-	}
-	var out []offers.Rule
-	var (
-		rule     offers.Rule
-		tiers    []byte
-		channels []string
-		lifetime int32
-	)
-	_, err = pgx.ForEachRow(rows, []any{&rule.ID, &rule.Version, &rule.PerformerID, &rule.ShowID, &tiers, &channels, &lifetime}, func() error {
-		r := rule
-		if err := json.Unmarshal(tiers, &r.Tiers); err != nil {
-			return fmt.Errorf("decoding tiers of rule %s: %w", r.ID, err)
-		}
-		for _, c := range channels {
-			r.Channels = append(r.Channels, offers.Channel(c))
-		}
-		r.Lifetime = time.Duration(lifetime) * time.Second
-		out = append(out, r)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading rules: %w", err)
-	}
-	return out, nil
+	return pipeline.Account{Fan: a.fan, Scope: a.scope, Home: cmp.Or(a.home, userID),
+		TimeZone: a.tz, HasHome: a.hasHome, HomeLat: a.homeLat, HomeLon: a.homeLon}, ok
 }
 
 // HashKey returns the stored form of an API key.

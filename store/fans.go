@@ -146,6 +146,12 @@ func (s *Store) EraseFan(ctx context.Context, fan uuid.UUID, actor string) error
 		if _, err := tx.Exec(ctx, `DELETE FROM contributions WHERE fan_id = $1`, fan); err != nil {
 			return fmt.Errorf("erasing contributions: %w", err)
 		}
+		if _, err := tx.Exec(ctx, `DELETE FROM offer_decisions WHERE fan_id = $1`, fan); err != nil {
+			return fmt.Errorf("erasing offer decisions: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM conversions WHERE fan_id = $1`, fan); err != nil {
+			return fmt.Errorf("erasing conversions: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `UPDATE consent_ledger SET partner_user_id = '', wording = '' WHERE fan_id = $1`, fan); err != nil {
 			return fmt.Errorf("scrubbing consent ledger: %w", err)
 		}

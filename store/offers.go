@@ -37,6 +37,8 @@ type Delivery struct {
 	PerformerName string
 	// Refused lists the channels that refused this offer for good.
 	Refused []offers.Channel
+	// PresaleCode is the code from the show's pool, if it has one.
+	PresaleCode string
 }
 
 // ErrNotFound is returned when a row does not exist.
@@ -48,7 +50,7 @@ func (s *Store) Delivery(ctx context.Context, offerID uuid.UUID) (Delivery, erro
 	var channels, refused []string
 	var phone, email *string
 	err := s.pool.QueryRow(ctx, `SELECT o.id, o.fan_id, o.status, o.tier, o.perks, o.issued_at, o.expires_at, r.channels,
-			f.display_name, f.phone, f.email, sh.name, p.name,
+			f.display_name, f.phone, f.email, sh.name, p.name, COALESCE(o.presale_code, ''),
 			ARRAY(SELECT DISTINCT channel FROM delivery_attempts a WHERE a.offer_id = o.id AND a.outcome = 'failed')
 		FROM offers o
 		JOIN rules r ON r.id = o.rule_id
@@ -56,7 +58,7 @@ func (s *Store) Delivery(ctx context.Context, offerID uuid.UUID) (Delivery, erro
 		JOIN shows sh ON sh.id = o.show_id
 		JOIN performers p ON p.id = o.performer_id
 		WHERE o.id = $1`, offerID).Scan(&d.OfferID, &d.FanID, &d.Status, &d.Tier, &d.Perks, &d.IssuedAt, &d.ExpiresAt,
-		&channels, &d.FanName, &phone, &email, &d.ShowName, &d.PerformerName, &refused)
+		&channels, &d.FanName, &phone, &email, &d.ShowName, &d.PerformerName, &d.PresaleCode, &refused)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Delivery{}, fmt.Errorf("offer %s: %w", offerID, ErrNotFound)
 	}

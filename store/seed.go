@@ -2,15 +2,12 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-
-	"github.com/crescendo-hq/crescendo/offers"
 )
 
 // Partner is a partner app that publishes events.
@@ -46,16 +43,19 @@ type Show struct {
 	StartsAt              time.Time
 	VenueName             string
 	VenueLat, VenueLon    float64
+	// OnsaleStart and OnsaleEnd bound the general sale; zero: not set.
+	OnsaleStart, OnsaleEnd time.Time
 }
 
 // PutShow creates or updates a show.
 func (s *Store) PutShow(ctx context.Context, sh Show) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO shows (id, performer_id, name, starts_at, venue_name, venue_lat, venue_lon)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
+	_, err := s.pool.Exec(ctx, `INSERT INTO shows (id, performer_id, name, starts_at, venue_name, venue_lat, venue_lon, onsale_start, onsale_end)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (id) DO UPDATE SET performer_id = excluded.performer_id, name = excluded.name,
 			starts_at = excluded.starts_at, venue_name = excluded.venue_name,
-			venue_lat = excluded.venue_lat, venue_lon = excluded.venue_lon`,
-		sh.ID, sh.PerformerID, sh.Name, sh.StartsAt, sh.VenueName, sh.VenueLat, sh.VenueLon)
+			venue_lat = excluded.venue_lat, venue_lon = excluded.venue_lon,
+			onsale_start = excluded.onsale_start, onsale_end = excluded.onsale_end`,
+		sh.ID, sh.PerformerID, sh.Name, sh.StartsAt, sh.VenueName, sh.VenueLat, sh.VenueLon, nullTime(sh.OnsaleStart), nullTime(sh.OnsaleEnd))
 	if err != nil {
 		return fmt.Errorf("saving show %s: %w", sh.ID, err)
 	}
@@ -109,34 +109,6 @@ func (s *Store) FanByAccount(ctx context.Context, partnerID, partnerUserID strin
 	return fan, true, nil
 }
 
-// PutRule creates a rule or, when it changed, stores it as the next version.
-func (s *Store) PutRule(ctx context.Context, r offers.Rule) error {
-	if err := r.Validate(); err != nil {
-		return fmt.Errorf("validating rule: %w", err)
-	}
-	tiers, err := json.Marshal(r.Tiers)
-	if err != nil {
-		return fmt.Errorf("encoding tiers: %w", err)
-	}
-	channels := make([]string, len(r.Channels))
-	for i, c := range r.Channels {
-		channels[i] = string(c)
-	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO rules (id, performer_id, show_id, tiers, channels, lifetime_seconds)
-		VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (id) DO UPDATE SET performer_id = excluded.performer_id, show_id = excluded.show_id,
-			tiers = excluded.tiers, channels = excluded.channels,
-			lifetime_seconds = excluded.lifetime_seconds, updated_at = now(), version = rules.version + 1
-		WHERE (rules.performer_id, rules.show_id, rules.tiers, rules.channels, rules.lifetime_seconds)
-			IS DISTINCT FROM (excluded.performer_id, excluded.show_id, excluded.tiers,
-			excluded.channels, excluded.lifetime_seconds)`,
-		r.ID, r.PerformerID, r.ShowID, tiers, channels, int32(r.Lifetime/time.Second))
-	if err != nil {
-		return fmt.Errorf("saving rule %s: %w", r.ID, err)
-	}
-	return nil
-}
-
 // BulkFan is one fan and the partner account linked to it, for bulk loads.
 type BulkFan struct {
 	Fan
@@ -171,4 +143,11 @@ func nullable(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }

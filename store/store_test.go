@@ -40,7 +40,7 @@ func catalog(t *testing.T, s *store.Store) uuid.UUID {
 	must(t, s.PutPartner(ctx, store.Partner{ID: "p", Name: "P", APIKey: "key"}))
 	must(t, s.PutPerformer(ctx, "perf", "Perf"))
 	must(t, s.PutShow(ctx, store.Show{ID: "show", PerformerID: "perf", Name: "Show", StartsAt: time.Now(), VenueName: "V", VenueLat: 1, VenueLon: 2}))
-	must(t, s.PutRule(ctx, rule(10)))
+	putRule(t, s, rule(10))
 	must(t, s.PutFan(ctx, store.Fan{ID: fan, DisplayName: "Fan", Email: "f@example.com", TimeZone: "UTC"}))
 	must(t, s.LinkAccount(ctx, "p", "user-1", fan))
 	return fan
@@ -49,6 +49,13 @@ func catalog(t *testing.T, s *store.Store) uuid.UUID {
 func rule(threshold float64) offers.Rule {
 	return offers.Rule{ID: "r", PerformerID: "perf", ShowID: "show",
 		Tiers: []offers.Tier{{Threshold: threshold, Perks: []string{"presale"}}}, Channels: []offers.Channel{offers.ChannelEmail}, Lifetime: time.Hour}
+}
+
+func putRule(t *testing.T, s *store.Store, r offers.Rule) int {
+	t.Helper()
+	v, err := s.PutRule(t.Context(), r)
+	must(t, err)
+	return v
 }
 
 func must(t *testing.T, err error) {
@@ -104,8 +111,10 @@ func TestCommitIsFencedAndOffersAreUnique(t *testing.T) {
 			Perks: []string{"presale"}, IndexValue: 12, EventID: "p/e1", IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
 	}
 	var enqueued []uuid.UUID
-	enqueue := func(_ context.Context, _ pgx.Tx, ids []uuid.UUID) error {
-		enqueued = append(enqueued, ids...)
+	enqueue := func(_ context.Context, _ pgx.Tx, jobs []store.DeliveryJob) error {
+		for _, j := range jobs {
+			enqueued = append(enqueued, j.OfferID)
+		}
 		return nil
 	}
 	first := offer()
@@ -155,7 +164,7 @@ func TestCommitIsFencedAndOffersAreUnique(t *testing.T) {
 	if s := st.Sessions[fan]; !s.Start.Equal(now) || !s.Last.Equal(now) {
 		t.Errorf("session %+v", s)
 	}
-	if len(st.Issued) != 1 || st.Issued[0] != first.Key() {
+	if at, ok := st.Issued[first.Key()]; len(st.Issued) != 1 || !ok || !at.Equal(first.IssuedAt) {
 		t.Errorf("issued %v", st.Issued)
 	}
 	// Another partition's state is its own.
@@ -228,17 +237,17 @@ func TestRulesAreVersionedAndDirectoryFollowsLinks(t *testing.T) {
 	s := open(t)
 	fan := catalog(t, s)
 	ctx := t.Context()
-	must(t, s.PutRule(ctx, rule(10))) // unchanged: same version
+	putRule(t, s, rule(10)) // unchanged: same version
 	rules, err := s.Rules(ctx, true)
 	if err != nil || len(rules) != 1 || rules[0].Version != 1 {
 		t.Fatalf("rules %+v, %v", rules, err)
 	}
-	must(t, s.PutRule(ctx, rule(20)))
+	putRule(t, s, rule(20))
 	rules, _ = s.Rules(ctx, true)
 	if rules[0].Version != 2 || rules[0].Tiers[0].Threshold != 20 || rules[0].Lifetime != time.Hour {
 		t.Fatalf("changed rule %+v", rules[0])
 	}
-	if err := s.PutRule(ctx, offers.Rule{ID: "bad"}); err == nil {
+	if _, err := s.PutRule(ctx, offers.Rule{ID: "bad"}); err == nil {
 		t.Fatal("invalid rule stored")
 	}
 

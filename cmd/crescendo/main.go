@@ -4,6 +4,7 @@
 //	crescendo demo    run everything on one machine with an embedded broker and provider sandboxes
 //	crescendo bench   measure the consumer path against a bare reader
 //	crescendo orgs|tokens|performers   bootstrap marketer organizations and their tokens
+//	crescendo rules   manage offer rules through the HTTP API
 package main
 
 import (
@@ -34,6 +35,7 @@ commands:
   orgs create --id ID --name NAME                   create a marketer organization
   performers assign --org ID --performer ID         give an organization a performer
   tokens create --org ID --role admin --name NAME   print a new marketer API token, once
+  rules apply|list|get|activate|deactivate|dry-run  manage offer rules through the HTTP API (CRESCENDO_URL, CRESCENDO_TOKEN)
 `
 
 func main() {
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runBench(ctx, args[1:], getenv, stdout, stderr)
 	case "orgs", "tokens", "performers":
 		return runAdmin(ctx, args, getenv, stdout, stderr)
+	case "rules":
+		return runRules(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
