@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -36,7 +35,9 @@ type Config struct {
 	Explanations Explanations
 	Scorers      interface{ Scorer() *scoring.Scorer }
 	Clock        func() time.Time
-	Push         *push.Hub
+	// Push serves the in-app push stream and, on a hub made by push.New,
+	// partners' push webhooks (F16); a push.NewHub hub serves streams only.
+	Push *push.Hub
 	// Marketers, when set, serves marketer organizations' scoring profiles,
 	// performers' scoring and API tokens under /v1/profiles, /v1/performers
 	// and /v1/tokens, for callers with a marketer token.
@@ -44,6 +45,10 @@ type Config struct {
 	// Redemptions and Signer, when both set, serve POST /v1/offers/redeem and the offer links, GET /o/{token} (F11).
 	Redemptions Redemptions
 	Signer      TokenVerifier
+	// OptOuts and Unsubscribe, when both set, serve the unsubscribe link of
+	// offer emails, /u/{token}, RFC 8058 one-click included (F18).
+	OptOuts     OptOuts
+	Unsubscribe UnsubscribeVerifier
 	// Queues, when set, serves shows' queues to partners under
 	// /v1/shows/{show_id}/queue and, with Marketers, their sales under
 	// /v1/shows/{show_id}/sale (F12).
@@ -58,6 +63,9 @@ type Config struct {
 	Funnels Funnels
 	// Ready reports what keeps the process from serving, by check name; nil values pass.
 	Ready func(ctx context.Context) map[string]error
+	// Webhooks, when its Feedback is set, serves the providers' signed
+	// webhooks under /v1/webhooks (F18).
+	Webhooks Webhooks
 	// Outbox, when set, serves GET /dev/outbox (demo and development only).
 	Outbox func() any
 	// Heartbeat is the interval of SSE comments that keep idle streams open through proxies.
@@ -81,7 +89,7 @@ func New(cfg Config) (http.Handler, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
-	mux.HandleFunc("GET /v1/push/stream", s.pushStream)
+	s.routePush(mux)
 	if cfg.Fans != nil {
 		s.routeFans(mux)
 	}
@@ -92,6 +100,10 @@ func New(cfg Config) (http.Handler, error) {
 	s.routeQueues(mux)
 	s.routeRules(mux)
 	s.routeFunnels(mux)
+	s.routeUnsubscribe(mux)
+	if err := s.routeWebhooks(mux); err != nil {
+		return nil, err
+	}
 	mux.HandleFunc("GET /v1/openapi.yaml", serveOpenAPI)
 	if cfg.Outbox != nil {
 		mux.HandleFunc("GET /dev/outbox", func(w http.ResponseWriter, _ *http.Request) {
@@ -179,61 +191,4 @@ func (s *server) partner(w http.ResponseWriter, r *http.Request) (string, bool) 
 		return "", false
 	}
 	return id, true
-}
-
-// pushStream is the Server-Sent Events stream a partner app holds open for its
-// signed-in user: GET /v1/push/stream?user_id=<partner user id>.
-func (s *server) pushStream(w http.ResponseWriter, r *http.Request) {
-	partnerID, ok := s.partner(w, r)
-	if !ok {
-		return
-	}
-	userID := r.URL.Query().Get("user_id")
-	if userID == "" {
-		writeProblem(w, http.StatusBadRequest, "query parameter user_id is required")
-		return
-	}
-	fan, linked, err := s.cfg.Partners.FanByAccount(r.Context(), partnerID, userID)
-	if err != nil {
-		s.logger.ErrorContext(r.Context(), "resolving push stream user", slog.Any("error", err))
-		writeProblem(w, http.StatusInternalServerError, "")
-		return
-	}
-	if !linked {
-		// A partner may only open streams for its own users who linked their account.
-		writeProblem(w, http.StatusNotFound, "no linked fan for this user at this partner")
-		return
-	}
-	rc := http.NewResponseController(w)
-	msgs, cancel := s.cfg.Push.Subscribe(fan)
-	defer cancel()
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	if _, err := fmt.Fprint(w, ": connected\n\n"); err != nil {
-		return
-	}
-	if err := rc.Flush(); err != nil {
-		return
-	}
-	heartbeat := time.NewTicker(s.cfg.Heartbeat)
-	defer heartbeat.Stop()
-	for {
-		select {
-		case <-r.Context().Done():
-			return
-		case <-heartbeat.C:
-			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil {
-				return
-			}
-		case m := <-msgs:
-			if _, err := fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", m.ID, m.Event, m.Data); err != nil {
-				return
-			}
-		}
-		if err := rc.Flush(); err != nil {
-			return
-		}
-	}
 }

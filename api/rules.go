@@ -240,8 +240,8 @@ func decodeRule(w http.ResponseWriter, r *http.Request) (rule offers.Rule, probl
 	return rule, problems, true
 }
 
-// unknownRuleMembers names the members of a rule object, and of its tiers and
-// quiet hours, that a rule does not have, sorted.
+// unknownRuleMembers names the members of a rule object, and of its tiers,
+// quiet hours and templates, that a rule does not have, sorted.
 func unknownRuleMembers(members map[string]json.RawMessage) []string {
 	var unknown []string
 	check := func(prefix string, raw json.RawMessage, known map[string]bool) {
@@ -267,6 +267,8 @@ func unknownRuleMembers(members map[string]json.RawMessage) []string {
 			}
 		case k == "quiet_hours":
 			check("quiet_hours.", raw, jsonFields(reflect.TypeFor[offers.QuietHours]()))
+		case k == "templates":
+			check("templates.", raw, jsonFields(reflect.TypeFor[offers.Templates]()))
 		}
 	}
 	slices.Sort(unknown)

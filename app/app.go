@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -132,14 +133,20 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	dcfg := notifiers.Config{
 		Pool: a.Store.Pool(), Store: a.Store, Push: a.Push, Signer: a.Signer,
 		LinkBase: s.LinkBase, Workers: s.DeliveryWorkers, Logger: logger,
+		SMSRate: s.SMSRate, EmailRate: s.EmailRate, RetryBase: s.RetryBase, RescueAfter: s.RescueAfter,
 	}
+	s.PublicBaseURL = cmp.Or(s.PublicBaseURL, "http://"+s.HTTPAddr)
+	if s.TwilioToken != "" {
+		dcfg.StatusCallback = strings.TrimSuffix(s.PublicBaseURL, "/") + "/v1/webhooks/twilio/status"
+	}
+	providerHTTP := notifiers.ProviderClient(cmp.Or(s.ProviderTimeout, 10*time.Second), s.DeliveryWorkers)
 	if s.TwilioSID != "" {
-		if dcfg.SMS, err = sms.New(sms.Config{AccountSID: s.TwilioSID, AuthToken: s.TwilioToken, From: s.TwilioFrom, BaseURL: s.TwilioBaseURL}); err != nil {
+		if dcfg.SMS, err = sms.New(sms.Config{AccountSID: s.TwilioSID, AuthToken: s.TwilioToken, From: s.TwilioFrom, BaseURL: s.TwilioBaseURL, HTTPClient: providerHTTP}); err != nil {
 			return nil, fmt.Errorf("configuring Twilio: %w", err)
 		}
 	}
 	if s.SendGridKey != "" {
-		if dcfg.Email, err = email.New(email.Config{APIKey: s.SendGridKey, FromEmail: s.SendGridFrom, FromName: "Crescendo", BaseURL: s.SendGridBaseURL}); err != nil {
+		if dcfg.Email, err = email.New(email.Config{APIKey: s.SendGridKey, FromEmail: s.SendGridFrom, FromName: "Crescendo", BaseURL: s.SendGridBaseURL, HTTPClient: providerHTTP}); err != nil {
 			return nil, fmt.Errorf("configuring SendGrid: %w", err)
 		}
 	}
@@ -180,6 +187,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 		return nil, err
 	}
 
+	feedback := store.Feedback{Store: a.Store, Redeliver: a.Dispatcher.RedeliverTx}
 	a.Scheduler, err = schedules.New(schedules.Config{
 		Runner: a.Store,
 		IsBusy: func(err error) bool { return errors.Is(err, store.ErrJobBusy) },
@@ -191,6 +199,17 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 			// Social queues admit their next batch when it is due (F12); each sale keeps its own pace.
 			Name: "queue-admission", Spec: "@every 1s",
 			Run: func(ctx context.Context) (int64, error) { return a.Store.AdmitDue(ctx, time.Now()) },
+		}, {
+			// A failure receipt that arrived before the worker recorded its send
+			// reopens the offer here instead (F18).
+			Name: "undelivered-reopen", Spec: "@every 1m",
+			Run: func(ctx context.Context) (int64, error) { return feedback.ReopenUndelivered(ctx, time.Now()) },
+		}, {
+			// Providers stop retrying webhooks within a day; their dedup keys can go after a week.
+			Name: "webhook-events-prune", Spec: "@daily",
+			Run: func(ctx context.Context) (int64, error) {
+				return a.Store.PruneWebhookEvents(ctx, time.Now().Add(-7*24*time.Hour))
+			},
 		}},
 	})
 	if err != nil {
@@ -200,6 +219,9 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	handler, err := api.New(api.Config{
 		Partners: a.Store, Fans: a.Store, Explanations: a.Store, Scorers: a.Scorers, Marketers: a.Store,
 		Redemptions: a.Store, Signer: a.Signer, Queues: a.Store, Funnels: a.Store, Rules: a.Store, DryRun: a.Replay,
+		OptOuts: a.Store, Unsubscribe: a.Signer,
+		Webhooks: api.Webhooks{Feedback: feedback, PublicBaseURL: s.PublicBaseURL, TwilioAuthToken: s.TwilioToken,
+			HelpText: s.TwilioHelpText, SendGridPublicKey: s.SendGridWebhookKey, ReplayWindow: s.WebhookReplayWindow},
 		Push: a.Push, Outbox: opts.Outbox, Logger: logger,
 		Ready: a.ready,
 	})

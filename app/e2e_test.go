@@ -308,8 +308,11 @@ func TestEndToEndOfferIsIssuedOnceAndDeliveredOnEachChannel(t *testing.T) {
 		t.Fatalf("Twilio sandbox received %d messages, want 1", len(tw))
 	}
 	form := tw[0].Form
-	if got := slices.Sorted(maps.Keys(form)); !slices.Equal(got, []string{"Body", "From", "To", "ValidityPeriod"}) {
+	if got := slices.Sorted(maps.Keys(form)); !slices.Equal(got, []string{"Body", "From", "StatusCallback", "To", "ValidityPeriod"}) {
 		t.Errorf("Twilio form fields %v", got)
+	}
+	if cb := form.Get("StatusCallback"); cb != "http://"+a.HTTPAddr+"/v1/webhooks/twilio/status" && !strings.HasSuffix(cb, "/v1/webhooks/twilio/status") {
+		t.Errorf("Twilio StatusCallback %q", cb)
 	}
 	if form.Get("To") != "+14155550102" || form.Get("From") != twilioFrom || form.Get("ValidityPeriod") != "36000" {
 		t.Errorf("Twilio form: To=%q From=%q ValidityPeriod=%q", form.Get("To"), form.Get("From"), form.Get("ValidityPeriod"))

@@ -15,34 +15,43 @@ import (
 
 // Settings are the process's settings.
 type Settings struct {
-	KafkaBrokers    []string          // KAFKA_BROKERS; empty starts the embedded broker
-	EmbeddedAddr    string            // CRESCENDO_KAFKA_ADDR
-	DataDir         string            // CRESCENDO_DATA_DIR: the embedded broker's data and the demo's files
-	Topic           string            // KAFKA_TOPIC
-	DLQTopic        string            // KAFKA_DLQ_TOPIC
-	GroupID         string            // KAFKA_GROUP_ID
-	Partitions      int               // KAFKA_PARTITIONS: used when Crescendo creates its topics
-	DatabaseURL     string            // DATABASE_URL
-	CreateDatabase  bool              // DATABASE_CREATE
-	HTTPAddr        string            // HTTP_ADDR
-	TwilioSID       string            // TWILIO_ACCOUNT_SID
-	TwilioToken     string            // TWILIO_AUTH_TOKEN
-	TwilioFrom      string            // TWILIO_FROM
-	TwilioBaseURL   string            // TWILIO_BASE_URL
-	SendGridKey     string            // SENDGRID_API_KEY
-	SendGridFrom    string            // SENDGRID_FROM
-	SendGridBaseURL string            // SENDGRID_BASE_URL
-	SigningKeyID    string            // OFFER_SIGNING_KEY_ID
-	SigningKeys     map[string][]byte // OFFER_SIGNING_KEYS: "id:base64key,id2:base64key"
-	LinkBase        string            // OFFER_LINK_BASE
-	DeliveryWorkers int               // DELIVERY_WORKERS
-	SessionGap      time.Duration     // SESSION_GAP
-	BatchLinger     time.Duration     // CHECKPOINT_LINGER
-	ExpirySchedule  string            // OFFER_EXPIRY_SCHEDULE
-	RefreshInterval time.Duration     // DIRECTORY_REFRESH
-	ShutdownTimeout time.Duration     // SHUTDOWN_TIMEOUT
-	LogLevel        string            // LOG_LEVEL
-	LogFormat       string            // LOG_FORMAT
+	KafkaBrokers        []string          // KAFKA_BROKERS; empty starts the embedded broker
+	EmbeddedAddr        string            // CRESCENDO_KAFKA_ADDR
+	DataDir             string            // CRESCENDO_DATA_DIR: the embedded broker's data and the demo's files
+	Topic               string            // KAFKA_TOPIC
+	DLQTopic            string            // KAFKA_DLQ_TOPIC
+	GroupID             string            // KAFKA_GROUP_ID
+	Partitions          int               // KAFKA_PARTITIONS: used when Crescendo creates its topics
+	DatabaseURL         string            // DATABASE_URL
+	CreateDatabase      bool              // DATABASE_CREATE
+	HTTPAddr            string            // HTTP_ADDR
+	TwilioSID           string            // TWILIO_ACCOUNT_SID
+	TwilioToken         string            // TWILIO_AUTH_TOKEN
+	TwilioFrom          string            // TWILIO_FROM
+	TwilioBaseURL       string            // TWILIO_BASE_URL
+	SendGridKey         string            // SENDGRID_API_KEY
+	SendGridFrom        string            // SENDGRID_FROM
+	SendGridBaseURL     string            // SENDGRID_BASE_URL
+	SigningKeyID        string            // OFFER_SIGNING_KEY_ID
+	SigningKeys         map[string][]byte // OFFER_SIGNING_KEYS: "id:base64key,id2:base64key"
+	LinkBase            string            // OFFER_LINK_BASE
+	DeliveryWorkers     int               // DELIVERY_WORKERS
+	SMSRate             float64           // DELIVERY_SMS_RATE
+	EmailRate           float64           // DELIVERY_EMAIL_RATE
+	RetryBase           time.Duration     // DELIVERY_RETRY_BASE
+	RescueAfter         time.Duration     // DELIVERY_RESCUE_AFTER
+	ProviderTimeout     time.Duration     // PROVIDER_TIMEOUT
+	PublicBaseURL       string            // PUBLIC_BASE_URL
+	SendGridWebhookKey  string            // SENDGRID_WEBHOOK_PUBLIC_KEY
+	WebhookReplayWindow time.Duration     // SENDGRID_WEBHOOK_REPLAY_WINDOW
+	TwilioHelpText      string            // TWILIO_HELP_TEXT
+	SessionGap          time.Duration     // SESSION_GAP
+	BatchLinger         time.Duration     // CHECKPOINT_LINGER
+	ExpirySchedule      string            // OFFER_EXPIRY_SCHEDULE
+	RefreshInterval     time.Duration     // DIRECTORY_REFRESH
+	ShutdownTimeout     time.Duration     // SHUTDOWN_TIMEOUT
+	LogLevel            string            // LOG_LEVEL
+	LogFormat           string            // LOG_FORMAT
 
 	// Consumer group timing: how soon a crashed member's partitions move on.
 	SessionTimeout    time.Duration // KAFKA_SESSION_TIMEOUT
@@ -83,6 +92,15 @@ var Vars = []Var{
 	{"OFFER_SIGNING_KEY_ID", "", "Which key signs new tokens; defaults to the only key."},
 	{"OFFER_LINK_BASE", "http://HTTP_ADDR/o/", "Prefix of offer links; the token follows it."},
 	{"DELIVERY_WORKERS", "32", "Deliveries in flight per process."},
+	{"DELIVERY_SMS_RATE", "10", "Texts per second per process (token bucket); 0: no cap. The provider's limit divided by the replicas."},
+	{"DELIVERY_EMAIL_RATE", "100", "Emails per second per process (token bucket); 0: no cap."},
+	{"DELIVERY_RESCUE_AFTER", "2m", "How long a delivery job may run before another process takes it over (its own died); the attempt it left is looked up at the provider first."},
+	{"PUBLIC_BASE_URL", "http://HTTP_ADDR", "The origin providers call back (Twilio status and inbound webhooks sign the whole URL they call)."},
+	{"SENDGRID_WEBHOOK_PUBLIC_KEY", "", "The Event Webhook verification key SendGrid shows (base64 or PEM). Empty: no SendGrid webhook route."},
+	{"SENDGRID_WEBHOOK_REPLAY_WINDOW", "5m", "How far a SendGrid webhook's signed timestamp may be from now."},
+	{"TWILIO_HELP_TEXT", "", "The answer to an inbound HELP text; empty: a built-in one."},
+	{"PROVIDER_TIMEOUT", "10s", "Timeout of each call to Twilio or SendGrid; a send that times out has an unknown outcome and is looked up before any retry."},
+	{"DELIVERY_RETRY_BASE", "30s", "First delivery retry delay, doubling with jitter up to 10m; also how long an unknown outcome waits before the provider is asked whether the message went out."},
 	{"SESSION_GAP", "30m", "Listening session gap (F8)."},
 	{"CHECKPOINT_LINGER", "20ms", "How long a partition batch waits for more events before it checkpoints."},
 	{"OFFER_EXPIRY_SCHEDULE", "@every 1m", "Cron expression of the offer expiry job."},
@@ -118,31 +136,46 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 		}
 		return n
 	}
+	rate := func(name, def string) float64 {
+		f, err := strconv.ParseFloat(get(name, def), 64)
+		if err != nil || f < 0 {
+			errs = append(errs, fmt.Errorf("%s: want a number of messages per second, 0 or more", name))
+		}
+		return f
+	}
 	s := Settings{
-		EmbeddedAddr:    get("CRESCENDO_KAFKA_ADDR", "127.0.0.1:9092"),
-		DataDir:         get("CRESCENDO_DATA_DIR", "./crescendo-data"),
-		Topic:           get("KAFKA_TOPIC", "fan-activity"),
-		GroupID:         get("KAFKA_GROUP_ID", "crescendo"),
-		Partitions:      num("KAFKA_PARTITIONS", "12"),
-		DatabaseURL:     get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/crescendo?sslmode=disable"),
-		HTTPAddr:        get("HTTP_ADDR", "127.0.0.1:8080"),
-		TwilioSID:       get("TWILIO_ACCOUNT_SID", ""),
-		TwilioToken:     get("TWILIO_AUTH_TOKEN", ""),
-		TwilioFrom:      get("TWILIO_FROM", ""),
-		TwilioBaseURL:   get("TWILIO_BASE_URL", ""),
-		SendGridKey:     get("SENDGRID_API_KEY", ""),
-		SendGridFrom:    get("SENDGRID_FROM", ""),
-		SendGridBaseURL: get("SENDGRID_BASE_URL", ""),
-		SigningKeyID:    get("OFFER_SIGNING_KEY_ID", ""),
-		LinkBase:        get("OFFER_LINK_BASE", ""),
-		DeliveryWorkers: num("DELIVERY_WORKERS", "32"),
-		SessionGap:      dur("SESSION_GAP", "30m"),
-		BatchLinger:     dur("CHECKPOINT_LINGER", "20ms"),
-		ExpirySchedule:  get("OFFER_EXPIRY_SCHEDULE", "@every 1m"),
-		RefreshInterval: dur("DIRECTORY_REFRESH", "5s"),
-		ShutdownTimeout: dur("SHUTDOWN_TIMEOUT", "20s"),
-		LogLevel:        get("LOG_LEVEL", "info"),
-		LogFormat:       get("LOG_FORMAT", "json"),
+		EmbeddedAddr:        get("CRESCENDO_KAFKA_ADDR", "127.0.0.1:9092"),
+		DataDir:             get("CRESCENDO_DATA_DIR", "./crescendo-data"),
+		Topic:               get("KAFKA_TOPIC", "fan-activity"),
+		GroupID:             get("KAFKA_GROUP_ID", "crescendo"),
+		Partitions:          num("KAFKA_PARTITIONS", "12"),
+		DatabaseURL:         get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/crescendo?sslmode=disable"),
+		HTTPAddr:            get("HTTP_ADDR", "127.0.0.1:8080"),
+		TwilioSID:           get("TWILIO_ACCOUNT_SID", ""),
+		TwilioToken:         get("TWILIO_AUTH_TOKEN", ""),
+		TwilioFrom:          get("TWILIO_FROM", ""),
+		TwilioBaseURL:       get("TWILIO_BASE_URL", ""),
+		SendGridKey:         get("SENDGRID_API_KEY", ""),
+		SendGridFrom:        get("SENDGRID_FROM", ""),
+		SendGridBaseURL:     get("SENDGRID_BASE_URL", ""),
+		SigningKeyID:        get("OFFER_SIGNING_KEY_ID", ""),
+		LinkBase:            get("OFFER_LINK_BASE", ""),
+		DeliveryWorkers:     num("DELIVERY_WORKERS", "32"),
+		SMSRate:             rate("DELIVERY_SMS_RATE", "10"),
+		EmailRate:           rate("DELIVERY_EMAIL_RATE", "100"),
+		RetryBase:           dur("DELIVERY_RETRY_BASE", "30s"),
+		RescueAfter:         dur("DELIVERY_RESCUE_AFTER", "2m"),
+		ProviderTimeout:     dur("PROVIDER_TIMEOUT", "10s"),
+		SendGridWebhookKey:  get("SENDGRID_WEBHOOK_PUBLIC_KEY", ""),
+		WebhookReplayWindow: dur("SENDGRID_WEBHOOK_REPLAY_WINDOW", "5m"),
+		TwilioHelpText:      get("TWILIO_HELP_TEXT", ""),
+		SessionGap:          dur("SESSION_GAP", "30m"),
+		BatchLinger:         dur("CHECKPOINT_LINGER", "20ms"),
+		ExpirySchedule:      get("OFFER_EXPIRY_SCHEDULE", "@every 1m"),
+		RefreshInterval:     dur("DIRECTORY_REFRESH", "5s"),
+		ShutdownTimeout:     dur("SHUTDOWN_TIMEOUT", "20s"),
+		LogLevel:            get("LOG_LEVEL", "info"),
+		LogFormat:           get("LOG_FORMAT", "json"),
 	}
 	s.SessionTimeout = dur("KAFKA_SESSION_TIMEOUT", "30s")
 	s.RebalanceTimeout = dur("KAFKA_REBALANCE_TIMEOUT", "30s")
@@ -153,6 +186,7 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 		errs = append(errs, fmt.Errorf("KAFKA_PARTITIONER: want murmur2, crc32 or fnv1a, got %q", s.Partitioner))
 	}
 	s.DLQTopic = get("KAFKA_DLQ_TOPIC", s.Topic+".dlq")
+	s.PublicBaseURL = get("PUBLIC_BASE_URL", "http://"+s.HTTPAddr)
 	if b := get("KAFKA_BROKERS", ""); b != "" {
 		for _, h := range strings.Split(b, ",") {
 			if h = strings.TrimSpace(h); h != "" {

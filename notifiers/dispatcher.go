@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net/http"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+	"golang.org/x/time/rate"
 
 	"github.com/crescendo-hq/crescendo/notifiers/email"
 	"github.com/crescendo-hq/crescendo/notifiers/push"
@@ -28,6 +32,10 @@ import (
 // DeliverArgs is the delivery job of one offer.
 type DeliverArgs struct {
 	OfferID uuid.UUID `json:"offer_id"`
+	// Round tells a redelivery (the offer reopened by an undelivered
+	// receipt) from the offer's earlier jobs, which uniqueness would
+	// otherwise hold it to.
+	Round int `json:"round,omitempty"`
 }
 
 // Kind names the job kind in the queue.
@@ -43,19 +51,23 @@ const maxAttempts = 8
 // Store is what delivery needs from durable storage.
 type Store interface {
 	Delivery(ctx context.Context, offerID uuid.UUID) (store.Delivery, error)
+	DeliveryContext(ctx context.Context, offerID uuid.UUID) (store.DeliveryContext, error)
 	MarkDelivered(ctx context.Context, a store.Attempt, at time.Time) (bool, error)
 	RecordAttempt(ctx context.Context, a store.Attempt) error
 	FinishOffer(ctx context.Context, offerID uuid.UUID, status, reason string) error
 }
 
-// SMSSender sends a text message.
+// SMSSender sends a text message, and finds one sent earlier whose outcome
+// was unknown (a timeout, a 5xx): Twilio has no idempotency key.
 type SMSSender interface {
 	Send(ctx context.Context, m sms.Message) (sms.Result, error)
+	FindSent(ctx context.Context, to string, since time.Time, contains string) (string, bool, error)
 }
 
-// EmailSender sends an email.
+// EmailSender sends an email, and finds one sent earlier by a custom arg.
 type EmailSender interface {
 	Send(ctx context.Context, m email.Message) (email.Result, error)
+	FindSent(ctx context.Context, customArgKey, value string) (string, bool, error)
 }
 
 // Config configures a Dispatcher.
@@ -68,10 +80,24 @@ type Config struct {
 	Signer *offers.Signer
 	// LinkBase prefixes the token in offer links, e.g. "https://crescendo.example/o/".
 	LinkBase string
+	// StatusCallback, when set, is where Twilio posts delivery receipts.
+	StatusCallback string
 	// Workers is how many deliveries run at once; 0 makes an insert-only dispatcher.
 	Workers int
-	Logger  *slog.Logger
-	Clock   func() time.Time
+	// SMSRate and EmailRate cap messages per second per process (token
+	// buckets); 0: no cap. Divide the provider's limit by the replicas.
+	SMSRate, EmailRate float64
+	// RetryBase is the first retry's delay; each next one doubles, with
+	// jitter, up to 10 minutes. It is also how long a send whose outcome is
+	// unknown is left before asking the provider whether it went out:
+	// Twilio lists a message only once it left its queue, and SendGrid's
+	// activity search lags too. Default 30s.
+	RetryBase time.Duration
+	// RescueAfter is how long a delivery job may run before another worker
+	// takes it over (its process died mid-job); default 2 minutes.
+	RescueAfter time.Duration
+	Logger      *slog.Logger
+	Clock       func() time.Time
 }
 
 // Dispatcher queues and works delivery jobs.
@@ -104,11 +130,18 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	rcfg := &river.Config{Logger: logger}
+	cfg.RetryBase = cmp.Or(cfg.RetryBase, 30*time.Second)
+	cfg.RescueAfter = cmp.Or(cfg.RescueAfter, 2*time.Minute)
+	rcfg := &river.Config{Logger: logger, RetryPolicy: backoff{base: cfg.RetryBase, cap: 10 * time.Minute}}
 	if cfg.Workers > 0 {
 		workers := river.NewWorkers()
-		river.AddWorker(workers, &worker{cfg: cfg, logger: logger})
+		w := &worker{cfg: cfg, logger: logger, smsLimit: limiter(cfg.SMSRate), emailLimit: limiter(cfg.EmailRate)}
+		river.AddWorker(workers, w)
 		rcfg.Workers = workers
+		// A job whose process died is taken over after RescueAfter; the
+		// attempt it left unresolved is looked up before anything is resent.
+		rcfg.JobTimeout = cfg.RescueAfter / 2
+		rcfg.RescueStuckJobsAfter = cfg.RescueAfter
 		rcfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
 		// Offers are time-limited: poll quickly when notifications are missed.
 		rcfg.FetchPollInterval = 200 * time.Millisecond
@@ -137,6 +170,19 @@ func (d *Dispatcher) EnqueueTx(ctx context.Context, tx pgx.Tx, jobs []store.Deli
 	return nil
 }
 
+// RedeliverTx queues the deliveries of offers a failure receipt reopened,
+// inside the transaction that reopened them (store.RedeliverFunc).
+func (d *Dispatcher) RedeliverTx(ctx context.Context, tx pgx.Tx, rs []store.Redelivery) error {
+	params := make([]river.InsertManyParams, len(rs))
+	for i, r := range rs {
+		params[i] = river.InsertManyParams{Args: DeliverArgs{OfferID: r.OfferID, Round: r.Round}}
+	}
+	if _, err := d.client.InsertManyTx(ctx, tx, params); err != nil {
+		return fmt.Errorf("inserting redelivery jobs: %w", err)
+	}
+	return nil
+}
+
 // Start starts working jobs; it does nothing for an insert-only dispatcher.
 func (d *Dispatcher) Start(ctx context.Context) error {
 	if !d.working {
@@ -161,13 +207,56 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 
 type worker struct {
 	river.WorkerDefaults[DeliverArgs]
-	cfg    Config
-	logger *slog.Logger
+	cfg                  Config
+	logger               *slog.Logger
+	smsLimit, emailLimit *rate.Limiter
 }
 
-// Work delivers one offer over the first channel that takes it. A permanent
-// refusal moves on to the next channel; a transient one is retried by the queue
-// with backoff, starting again from the channels not yet refused.
+func limiter(perSecond float64) *rate.Limiter {
+	if perSecond <= 0 {
+		return rate.NewLimiter(rate.Inf, 1)
+	}
+	return rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond/10)))
+}
+
+// backoff retries after base, then twice as long each time up to cap, with
+// jitter so that a provider outage does not end in a synchronized stampede.
+type backoff struct{ base, cap time.Duration }
+
+func (b backoff) NextRetry(job *rivertype.JobRow) time.Time {
+	d := min(b.cap, b.base<<min(max(job.Attempt-1, 0), 20))
+	return time.Now().Add(d/2 + rand.N(d/2+1))
+}
+
+// Marketing texts go out only between 08:00 and 21:00 in the recipient's
+// zone, whatever a rule allows (TCPA and its kin).
+const smsFrom, smsUntil = 8, 21
+
+// smsHours reports whether SMS may go out at now in zone, and if not, when.
+func smsHours(now time.Time, zone string) (bool, time.Time) {
+	loc, err := time.LoadLocation(zone)
+	if err != nil {
+		loc = time.UTC
+	}
+	l := now.In(loc)
+	if l.Hour() >= smsFrom && l.Hour() < smsUntil {
+		return true, time.Time{}
+	}
+	day := l.Day()
+	if l.Hour() >= smsUntil {
+		day++
+	}
+	return false, time.Date(l.Year(), l.Month(), day, smsFrom, 0, 0, 0, loc)
+}
+
+// Work delivers one offer over the first channel that takes it, once.
+//
+// An earlier attempt whose outcome is unknown (a timeout, a 5xx, or a worker
+// that died mid-call) is resolved first by asking the provider whether the
+// message exists: only if it does not is anything sent again. A permanent
+// refusal moves on to the next channel; a transient one is retried with
+// backoff (or after the provider's Retry-After), from the channels not yet
+// refused.
 func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	id := job.Args.OfferID
 	d, err := w.cfg.Store.Delivery(ctx, id)
@@ -184,13 +273,34 @@ func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	if !now.Before(d.ExpiresAt) {
 		return w.cfg.Store.FinishOffer(ctx, id, store.OfferExpired, "expired before delivery")
 	}
+	dc, err := w.cfg.Store.DeliveryContext(ctx, id)
+	if err != nil {
+		return err
+	}
+	token := w.cfg.Signer.Token(d.OfferID, d.ExpiresAt)
+	if delivered, err := w.resolve(ctx, d, dc, token); err != nil || delivered {
+		return err
+	}
 	channels := w.channels(d)
 	if len(channels) == 0 {
 		return w.cfg.Store.FinishOffer(ctx, id, store.OfferFailed, "no reachable channel")
 	}
-	msg := render(d, w.cfg.LinkBase+w.cfg.Signer.Token(d.OfferID, d.ExpiresAt), now)
+	msg, err := w.message(ctx, d, dc, token, now)
+	if err != nil {
+		return err
+	}
 	var reasons []string
+	var smsAt time.Time // when SMS, held back by the hours, may go
 	for _, ch := range channels {
+		if ch == offers.ChannelSMS {
+			if ok, next := smsHours(now, dc.TimeZone); !ok {
+				smsAt = next
+				continue
+			}
+		}
+		if err := w.cfg.Store.RecordAttempt(ctx, store.Attempt{OfferID: id, Channel: ch, Outcome: store.AttemptSending}); err != nil {
+			return err
+		}
 		providerID, err := w.send(ctx, ch, d, msg)
 		if err == nil {
 			_, err := w.cfg.Store.MarkDelivered(ctx, store.Attempt{OfferID: id, Channel: ch, ProviderID: providerID}, w.cfg.Clock())
@@ -199,33 +309,100 @@ func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 			}
 			return err
 		}
-		permanent := isPermanent(err)
 		outcome := "error"
-		if permanent {
+		switch {
+		case isPermanent(err):
 			outcome = "failed"
+		case isUnknown(err):
+			outcome = store.AttemptUnknown
 		}
 		if rerr := w.cfg.Store.RecordAttempt(ctx, store.Attempt{OfferID: id, Channel: ch, Outcome: outcome, Detail: err.Error()}); rerr != nil {
 			return rerr
 		}
-		if !permanent {
-			w.logger.WarnContext(ctx, "delivery attempt failed; will retry", slog.String("offer_id", id.String()),
-				slog.String("channel", string(ch)), slog.Int("attempt", job.Attempt), slog.Any("error", err))
-			if job.Attempt >= job.MaxAttempts {
-				return w.cfg.Store.FinishOffer(ctx, id, store.OfferFailed, "retries exhausted on "+string(ch)+": "+err.Error())
-			}
-			return fmt.Errorf("delivering offer over %s: %w", ch, err)
+		if outcome == "failed" {
+			reasons = append(reasons, string(ch)+": "+err.Error())
+			continue
 		}
-		reasons = append(reasons, string(ch)+": "+err.Error())
+		w.logger.WarnContext(ctx, "delivery attempt failed; will retry", slog.String("offer_id", id.String()),
+			slog.String("channel", string(ch)), slog.String("outcome", outcome), slog.Int("attempt", job.Attempt), slog.Any("error", err))
+		if after := retryAfter(err); after > 0 && outcome == "error" {
+			// Rate limited: the provider said when; waiting costs no attempt.
+			return river.JobSnooze(after + rand.N(after/10+1))
+		}
+		if job.Attempt >= job.MaxAttempts {
+			return w.cfg.Store.FinishOffer(ctx, id, store.OfferFailed, "retries exhausted on "+string(ch)+": "+err.Error())
+		}
+		return fmt.Errorf("delivering offer over %s (%s): %w", ch, outcome, err)
+	}
+	if !smsAt.IsZero() {
+		if smsAt.Before(d.ExpiresAt) {
+			return river.JobSnooze(smsAt.Sub(now))
+		}
+		reasons = append(reasons, "sms: outside 08:00-21:00 in the fan's zone until the offer ends")
 	}
 	return w.cfg.Store.FinishOffer(ctx, id, store.OfferFailed, fmt.Sprint("every channel refused: ", reasons))
+}
+
+// resolve asks the providers about the offer's unresolved attempts, oldest
+// channel first. It reports whether one of them went out, recording the
+// delivery; any it has no trace of is closed so that it may be sent again.
+func (w *worker) resolve(ctx context.Context, d store.Delivery, dc store.DeliveryContext, token string) (bool, error) {
+	for _, ch := range d.Channels {
+		since, open := dc.Open[ch]
+		if !open {
+			continue
+		}
+		var providerID string
+		var found bool
+		var err error
+		switch {
+		case ch == offers.ChannelSMS && w.cfg.SMS != nil:
+			// Twilio filters by send date: start well before the first attempt.
+			providerID, found, err = w.cfg.SMS.FindSent(ctx, d.Phone, since.Add(-10*time.Minute), token)
+		case ch == offers.ChannelEmail && w.cfg.Email != nil:
+			providerID, found, err = w.cfg.Email.FindSent(ctx, "offer_id", d.OfferID.String())
+		}
+		// An in-app push has no provider to ask; the app drops repeats by offer id.
+		if err != nil {
+			return false, fmt.Errorf("asking %s whether an earlier attempt went out: %w", ch, err)
+		}
+		if found {
+			_, err := w.cfg.Store.MarkDelivered(ctx, store.Attempt{OfferID: d.OfferID, Channel: ch, ProviderID: providerID,
+				Detail: "found at the provider after an unknown outcome"}, w.cfg.Clock())
+			return err == nil, err
+		}
+		if err := w.cfg.Store.RecordAttempt(ctx, store.Attempt{OfferID: d.OfferID, Channel: ch, Outcome: store.AttemptNotFound}); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+func isUnknown(err error) bool {
+	return errors.Is(err, sms.ErrOutcomeUnknown) || errors.Is(err, email.ErrOutcomeUnknown)
+}
+
+func retryAfter(err error) time.Duration {
+	var se *sms.ProviderError
+	if errors.As(err, &se) {
+		return se.RetryAfter
+	}
+	var ee *email.ProviderError
+	if errors.As(err, &ee) {
+		return ee.RetryAfter
+	}
+	return 0
 }
 
 // channels orders the channels to try: in-app first while the fan has a stream
 // open, then the rule's order, skipping what cannot reach the fan or already
 // refused this offer for good.
 func (w *worker) channels(d store.Delivery) []offers.Channel {
-	refused := make(map[offers.Channel]bool, len(d.Refused))
+	refused := make(map[offers.Channel]bool, len(d.Refused)+len(d.Suppressed))
 	for _, c := range d.Refused {
+		refused[c] = true
+	}
+	for _, c := range d.Suppressed { // opted out, bounced: never sent to
 		refused[c] = true
 	}
 	var out []offers.Channel
@@ -267,16 +444,25 @@ func (errPushGone) Error() string   { return "no open in-app stream took the pus
 func (errPushGone) Permanent() bool { return true }
 
 func (w *worker) send(ctx context.Context, ch offers.Channel, d store.Delivery, m message) (string, error) {
+	if err := m.refusal(ch); err != nil {
+		return "", err // the rule's templates cannot make this channel's message: permanent, next channel
+	}
 	switch ch {
 	case offers.ChannelSMS:
+		if err := w.smsLimit.Wait(ctx); err != nil {
+			return "", err
+		}
 		// Twilio drops a message still queued after its validity period: an offer
 		// must not arrive after it ended.
 		validity := min(d.ExpiresAt.Sub(w.cfg.Clock()), sms.MaxValidityPeriod)
-		res, err := w.cfg.SMS.Send(ctx, sms.Message{To: d.Phone, Body: m.sms, ValidityPeriod: validity})
+		res, err := w.cfg.SMS.Send(ctx, sms.Message{To: d.Phone, Body: m.sms, ValidityPeriod: validity, StatusCallback: w.cfg.StatusCallback})
 		return res.ProviderID, err
 	case offers.ChannelEmail:
+		if err := w.emailLimit.Wait(ctx); err != nil {
+			return "", err
+		}
 		res, err := w.cfg.Email.Send(ctx, email.Message{
-			ToEmail: d.Email, ToName: d.FanName, Subject: m.subject, Text: m.text, HTML: m.html,
+			ToEmail: d.Email, ToName: d.FanName, Subject: m.subject, Text: m.text, HTML: m.html, Headers: m.headers,
 			CustomArgs: map[string]string{"offer_id": d.OfferID.String()},
 		})
 		return res.ProviderID, err
@@ -287,4 +473,13 @@ func (w *worker) send(ctx context.Context, ch offers.Channel, d store.Delivery, 
 		return "", nil
 	}
 	return "", fmt.Errorf("unknown channel %q", ch)
+}
+
+// ProviderClient is the HTTP client for the providers' APIs: one connection
+// per worker kept alive to each provider (the default transport keeps two,
+// so 32 workers would open and close connections on every send).
+func ProviderClient(timeout time.Duration, workers int) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = max(workers, 2)
+	return &http.Client{Timeout: timeout, Transport: t}
 }

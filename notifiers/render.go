@@ -1,68 +1,161 @@
 package notifiers
 
 import (
+	"context"
 	"encoding/json"
-	"fmt"
-	"html/template"
+	"net/url"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/store"
 )
 
-// message is an offer rendered for every channel. Per-rule templates (F19)
-// replace these defaults later; the data they need is already here.
+// message is an offer rendered for every channel, from its rule's templates
+// (F19) or the built-in ones.
 type message struct {
 	sms     string
 	subject string
 	text    string
 	html    string
 	push    []byte
+	// headers are the email's extra headers: List-Unsubscribe and
+	// List-Unsubscribe-Post (RFC 8058) when it has an unsubscribe link.
+	headers map[string]string
+	// refused says, by channel, why its message could not be made (a text
+	// over the rule's segment limit); such a channel refuses the offer for
+	// good and the next one is tried.
+	refused map[offers.Channel]error
 }
 
-var emailHTML = template.Must(template.New("email").Parse(`<!doctype html>
-<html><body>
-<p>Hi {{.Name}},</p>
-<p>You are one of {{.Performer}}'s most devoted listeners, so here is something for <strong>{{.Show}}</strong>: {{.Perks}}.</p>
-<p><a href="{{.Link}}">Claim your offer</a> before {{.Expires}}.</p>
-</body></html>`))
+// refusal returns why ch's message could not be made, nil when it was.
+func (m message) refusal(ch offers.Channel) error { return m.refused[ch] }
 
-func render(d store.Delivery, link string, now time.Time) message {
-	texts := make([]string, len(d.Perks))
-	for i, p := range d.Perks {
-		texts[i] = offers.PerkText(p)
+// errUnrenderable is a message its rule's templates could not make for this
+// offer: a permanent refusal of its channel.
+type errUnrenderable struct{ err error }
+
+func (e errUnrenderable) Error() string { return e.err.Error() }
+func (e errUnrenderable) Unwrap() error { return e.err }
+func (errUnrenderable) Permanent() bool { return true }
+
+// links are the URLs an offer's messages carry.
+type links struct {
+	// offer is the offer's link and token its last part.
+	offer, token string
+	// unsubscribe is the email's one-click unsubscribe link; "" leaves it
+	// and the List-Unsubscribe headers out.
+	unsubscribe string
+	// unsubscribeMailto, when set, is an address whose inbox turns mail into
+	// unsubscribes, offered in List-Unsubscribe after the link.
+	unsubscribeMailto string
+}
+
+// Formats of the dates messages carry, in the fan's zone.
+const (
+	expiresFormat  = "Jan 2 15:04 MST"
+	showDateFormat = "Mon 2 Jan 2006"
+)
+
+// renderOffer renders an offer's messages with its rule's templates (nil:
+// the built-in ones); dates are said in loc, the fan's zone.
+func renderOffer(d store.Delivery, c store.OfferContent, l links, loc *time.Location, now time.Time) message {
+	if loc == nil {
+		loc = time.UTC
 	}
-	perks := strings.Join(texts, ", ")
-	if d.PresaleCode != "" {
-		perks += " (presale code " + d.PresaleCode + ")"
+	data := offers.MessageData{
+		FanName: firstName(d.FanName), Performer: d.PerformerName, Show: d.ShowName, Perks: offers.PerksText(d.Perks),
+		Tier: d.Tier, Link: l.offer, Token: l.token, Expires: d.ExpiresAt.In(loc).Format(expiresFormat),
+		PresaleCode: d.PresaleCode, UnsubscribeLink: l.unsubscribe,
 	}
-	expires := d.ExpiresAt.UTC().Format("Jan 2 15:04 MST")
-	name := firstName(d.FanName)
-	var html strings.Builder
-	_ = emailHTML.Execute(&html, map[string]string{
-		"Name": name, "Performer": d.PerformerName, "Show": d.ShowName, "Perks": perks, "Link": link, "Expires": expires,
-	})
-	pushBody, _ := json.Marshal(map[string]any{
+	if !c.ShowStartsAt.IsZero() {
+		data.ShowDate = c.ShowStartsAt.In(loc).Format(showDateFormat)
+	}
+	t := c.Templates
+	m := message{refused: map[offers.Channel]error{}}
+	var err error
+	if m.sms, err = t.RenderSMS(data); err != nil {
+		m.refused[offers.ChannelSMS] = errUnrenderable{err}
+	}
+	if m.subject, m.text, m.html, err = t.RenderEmail(data); err != nil {
+		m.refused[offers.ChannelEmail] = errUnrenderable{err}
+	}
+	if l.unsubscribe != "" {
+		list := "<" + l.unsubscribe + ">"
+		if l.unsubscribeMailto != "" {
+			list += ", <mailto:" + l.unsubscribeMailto + "?subject=" + url.PathEscape("unsubscribe "+unsubscribeToken(l.unsubscribe)) + ">"
+		}
+		m.headers = map[string]string{
+			"List-Unsubscribe":      list,
+			"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+		}
+	}
+	title, body, deepLink, err := t.RenderPush(data)
+	if err != nil {
+		m.refused[offers.ChannelPush] = errUnrenderable{err}
+	}
+	m.push, _ = json.Marshal(map[string]any{
 		"offer_id":     d.OfferID.String(),
-		"title":        fmt.Sprintf("%s: %s", d.PerformerName, d.ShowName),
-		"body":         fmt.Sprintf("Unlocked for you: %s. Ends %s.", perks, expires),
+		"title":        title,
+		"body":         body,
 		"perks":        d.Perks,
 		"tier":         d.Tier,
 		"presale_code": d.PresaleCode,
 		"expires_at":   d.ExpiresAt.UTC().Format(time.RFC3339),
-		"link":         link,
+		"link":         l.offer,
+		"deep_link":    deepLink,
 		"sent_at":      now.UTC().Format(time.RFC3339Nano),
 	})
-	return message{
-		sms:     fmt.Sprintf("%s: %s for %s. Ends %s. %s", d.PerformerName, perks, d.ShowName, expires, link),
-		subject: fmt.Sprintf("%s, an offer for %s", name, d.ShowName),
-		text: fmt.Sprintf("Hi %s,\n\nYou are one of %s's most devoted listeners, so here is something for %s: %s.\n\nClaim it before %s: %s\n",
-			name, d.PerformerName, d.ShowName, perks, expires, link),
-		html: html.String(),
-		push: pushBody,
-	}
+	return m
 }
+
+// contentSource is the store's side of rendering: the offer's rule templates
+// and show start. *store.Store is one; a Store without it gets the built-in
+// messages.
+type contentSource interface {
+	OfferContent(ctx context.Context, offerID uuid.UUID) (store.OfferContent, error)
+}
+
+var _ contentSource = (*store.Store)(nil)
+
+// message renders the offer's messages for delivery: its rule's templates,
+// dates in the fan's zone, the offer link made of token, and for email the
+// one-click unsubscribe link of the fan's address.
+func (w *worker) message(ctx context.Context, d store.Delivery, dc store.DeliveryContext, token string, now time.Time) (message, error) {
+	var content store.OfferContent
+	if src, ok := w.cfg.Store.(contentSource); ok {
+		c, err := src.OfferContent(ctx, d.OfferID)
+		if err != nil {
+			return message{}, err
+		}
+		content = c
+	}
+	loc, err := time.LoadLocation(dc.TimeZone)
+	if err != nil {
+		loc = time.UTC
+	}
+	l := links{offer: w.cfg.LinkBase + token, token: token}
+	if base := unsubscribeBase(w.cfg.LinkBase); base != "" && d.Email != "" {
+		l.unsubscribe = base + w.cfg.Signer.UnsubscribeToken(d.Email)
+	}
+	return renderOffer(d, content, l, loc, now), nil
+}
+
+// unsubscribeBase is where unsubscribe links start: /u/ beside the offer
+// links' /o/ ("https://crescendo.example/o/" → "https://crescendo.example/u/"),
+// "" when linkBase is not an absolute URL.
+func unsubscribeBase(linkBase string) string {
+	u, err := url.Parse(linkBase)
+	if err != nil || !u.IsAbs() || u.Host == "" {
+		return ""
+	}
+	return u.ResolveReference(&url.URL{Path: "../u/"}).String()
+}
+
+// unsubscribeToken is the last part of an unsubscribe link.
+func unsubscribeToken(link string) string { return link[strings.LastIndex(link, "/")+1:] }
 
 func firstName(full string) string {
 	if f := strings.Fields(full); len(f) > 0 {

@@ -119,6 +119,8 @@ type Rule struct {
 	// IssueFrom and IssueUntil bound when offers are issued; by default
 	// until the show's general on-sale ends, or the show starts.
 	IssueFrom, IssueUntil time.Time
+	// Templates are the rule's own messages (F19); nil: the built-in ones.
+	Templates *Templates
 }
 
 var perkKinds = map[string]bool{"presale": false, "vip_upgrade": false, "backstage": false, "meet_and_greet": false,
@@ -223,6 +225,7 @@ func (r Rule) Validate() error {
 	if !r.IssueFrom.IsZero() && !r.IssueUntil.IsZero() && !r.IssueUntil.After(r.IssueFrom) {
 		add("issue_until: must be after issue_from")
 	}
+	errs = append(errs, r.templateProblems()...)
 	return errors.Join(errs...)
 }
 

@@ -27,6 +27,7 @@ type ruleJSON struct {
 	Holdout        float64     `json:"holdout,omitempty"`
 	IssueFrom      *time.Time  `json:"issue_from,omitempty"`
 	IssueUntil     *time.Time  `json:"issue_until,omitempty"`
+	Templates      *Templates  `json:"templates,omitempty"`
 }
 
 // MarshalJSON writes the rule as marketers write it.
@@ -34,7 +35,7 @@ func (r Rule) MarshalJSON() ([]byte, error) {
 	w := ruleJSON{ID: r.ID, Version: r.Version, Name: r.Name, PerformerID: r.PerformerID, ShowID: r.ShowID,
 		ProfileID: r.ProfileID, Tiers: r.Tiers, UpperThreshold: r.UpperThreshold, Condition: r.Condition,
 		Channels: r.Channels, Lifetime: r.Lifetime.String(), PerFanCap: r.PerFanCap, Budget: r.Budget,
-		QuietHours: r.QuietHours, MaxDistanceKm: r.MaxDistanceKm, Holdout: r.Holdout}
+		QuietHours: r.QuietHours, MaxDistanceKm: r.MaxDistanceKm, Holdout: r.Holdout, Templates: r.Templates}
 	if r.Cooldown > 0 {
 		w.Cooldown = r.Cooldown.String()
 	}
@@ -74,7 +75,7 @@ func (r *Rule) UnmarshalJSON(b []byte) error {
 	*r = Rule{ID: w.ID, Version: w.Version, Name: w.Name, PerformerID: w.PerformerID, ShowID: w.ShowID,
 		ProfileID: w.ProfileID, Tiers: w.Tiers, UpperThreshold: w.UpperThreshold, Condition: w.Condition,
 		Channels: w.Channels, Lifetime: life, PerFanCap: w.PerFanCap, Cooldown: cool, Budget: w.Budget,
-		QuietHours: w.QuietHours, MaxDistanceKm: w.MaxDistanceKm, Holdout: w.Holdout}
+		QuietHours: w.QuietHours, MaxDistanceKm: w.MaxDistanceKm, Holdout: w.Holdout, Templates: w.Templates}
 	if w.IssueFrom != nil {
 		r.IssueFrom = *w.IssueFrom
 	}

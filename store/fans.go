@@ -152,7 +152,7 @@ func (s *Store) EraseFan(ctx context.Context, fan uuid.UUID, actor string) error
 		if _, err := tx.Exec(ctx, `DELETE FROM conversions WHERE fan_id = $1`, fan); err != nil {
 			return fmt.Errorf("erasing conversions: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE consent_ledger SET partner_user_id = '', wording = '' WHERE fan_id = $1`, fan); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE consent_ledger SET partner_user_id = '', wording = '', address = NULL WHERE fan_id = $1`, fan); err != nil {
 			return fmt.Errorf("scrubbing consent ledger: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO erased_fans (fan_id) VALUES ($1) ON CONFLICT DO NOTHING`, fan); err != nil {

@@ -39,6 +39,10 @@ type Delivery struct {
 	Refused []offers.Channel
 	// PresaleCode is the code from the show's pool, if it has one.
 	PresaleCode string
+	// Suppressed lists the channels whose contact point (the fan's phone for
+	// sms, email address for email) is suppressed now: opted out, bounced or
+	// refused for good (F18). Nothing may be sent over them.
+	Suppressed []offers.Channel
 }
 
 // ErrNotFound is returned when a row does not exist.
@@ -47,18 +51,20 @@ var ErrNotFound = errors.New("not found")
 // Delivery loads the delivery view of an offer.
 func (s *Store) Delivery(ctx context.Context, offerID uuid.UUID) (Delivery, error) {
 	var d Delivery
-	var channels, refused []string
+	var channels, refused, suppressed []string
 	var phone, email *string
 	err := s.pool.QueryRow(ctx, `SELECT o.id, o.fan_id, o.status, o.tier, o.perks, o.issued_at, o.expires_at, r.channels,
 			f.display_name, f.phone, f.email, sh.name, p.name, COALESCE(o.presale_code, ''),
-			ARRAY(SELECT DISTINCT channel FROM delivery_attempts a WHERE a.offer_id = o.id AND a.outcome = 'failed')
+			ARRAY(SELECT DISTINCT channel FROM delivery_attempts a WHERE a.offer_id = o.id AND a.outcome = 'failed'),
+			ARRAY(SELECT s.channel FROM suppressions s WHERE s.lifted_at IS NULL
+				AND (s.channel = 'sms' AND s.address = f.phone OR s.channel = 'email' AND s.address = lower(f.email)))
 		FROM offers o
 		JOIN rules r ON r.id = o.rule_id
 		JOIN fans f ON f.id = o.fan_id
 		JOIN shows sh ON sh.id = o.show_id
 		JOIN performers p ON p.id = o.performer_id
 		WHERE o.id = $1`, offerID).Scan(&d.OfferID, &d.FanID, &d.Status, &d.Tier, &d.Perks, &d.IssuedAt, &d.ExpiresAt,
-		&channels, &d.FanName, &phone, &email, &d.ShowName, &d.PerformerName, &d.PresaleCode, &refused)
+		&channels, &d.FanName, &phone, &email, &d.ShowName, &d.PerformerName, &d.PresaleCode, &refused, &suppressed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Delivery{}, fmt.Errorf("offer %s: %w", offerID, ErrNotFound)
 	}
@@ -70,6 +76,9 @@ func (s *Store) Delivery(ctx context.Context, offerID uuid.UUID) (Delivery, erro
 	}
 	for _, c := range refused {
 		d.Refused = append(d.Refused, offers.Channel(c))
+	}
+	for _, c := range suppressed {
+		d.Suppressed = append(d.Suppressed, offers.Channel(c))
 	}
 	if phone != nil {
 		d.Phone = *phone

@@ -142,8 +142,22 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	fs.IntVar(&cfg.Partitions, "partitions", 8, "partitions of the activity topic")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "generator seed")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the consumer-path drain to this file")
+	delivery := fs.Bool("delivery", false, "measure delivery instead: a backlog drained through the provider sandboxes, then a steady rate")
+	var dcfg bench.DeliveryConfig
+	fs.IntVar(&dcfg.Backlog, "backlog", 10_000, "with -delivery: offers queued before the dispatcher starts")
+	fs.IntVar(&dcfg.Rate, "rate", 1_000, "with -delivery: offers issued per second in the steady phase")
+	fs.IntVar(&dcfg.Workers, "workers", 64, "with -delivery: deliveries in flight")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *delivery {
+		dcfg.AdminURL, dcfg.Out = getenv("BENCH_DATABASE_URL"), stdout
+		res, err := bench.RunDelivery(ctx, dcfg)
+		if err != nil {
+			return err
+		}
+		res.Print(stdout, dcfg)
+		return nil
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -1,0 +1,213 @@
+package app_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"regexp"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/crescendo-hq/crescendo/demo"
+	"github.com/crescendo-hq/crescendo/notifiers"
+	"github.com/crescendo-hq/crescendo/offers"
+	"github.com/crescendo-hq/crescendo/sandbox/sendgrid"
+	"github.com/crescendo-hq/crescendo/sandbox/twilio"
+	"github.com/crescendo-hq/crescendo/store"
+)
+
+const chaosOffers = 10_000
+
+// zoneAtTwoPM names a fixed-offset zone where it is about 14:00 now, inside
+// the hours texts may be sent in, whenever the test runs.
+func zoneAtTwoPM(now time.Time) string {
+	off := 14 - now.UTC().Hour()
+	if off < -12 {
+		off += 24
+	}
+	if off > 14 {
+		off -= 24
+	}
+	if off == 0 {
+		return "Etc/GMT"
+	}
+	return fmt.Sprintf("Etc/GMT%+d", -off) // the Etc zones' signs are inverted
+}
+
+// Delivery under provider chaos: 10,000 offers go out through the sandboxes
+// while 20% of sends fail transiently and 5% time out after the provider
+// accepted the message; the delivering process is SIGKILLed mid-run and
+// another takes over. Every offer must end delivered or failed with a
+// reason, and no provider may have accepted an offer twice.
+func TestDeliveryChaosNoLossNoDuplicates(t *testing.T) {
+	r := newCrashRig(t, 0xC0FFEE05)
+	ctx := t.Context()
+	sb, err := demo.StartSandboxes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sb.Close)
+
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(0xC0FFEE05, 7))
+	never := make(chan struct{}) // a hung answer: the client times out
+	t.Cleanup(func() { close(never) })
+	draw := func(r *http.Request) (transient, timeout, limited bool) {
+		if r.Method != http.MethodPost { // look-ups answer truthfully
+			return
+		}
+		mu.Lock()
+		p := rng.Float64()
+		mu.Unlock()
+		return p < 0.15, p >= 0.20 && p < 0.25, p >= 0.15 && p < 0.20
+	}
+	sb.Twilio.SetFault(func(r *http.Request) twilio.Fault {
+		switch transient, timeout, limited := draw(r); {
+		case transient:
+			return twilio.Fault{Status: http.StatusServiceUnavailable}
+		case limited:
+			return twilio.Fault{Status: http.StatusTooManyRequests, RetryAfter: time.Second}
+		case timeout:
+			return twilio.Fault{Store: true, Hang: never}
+		}
+		return twilio.Fault{}
+	})
+	sb.SendGrid.SetFault(func(r *http.Request) sendgrid.Fault {
+		switch transient, timeout, limited := draw(r); {
+		case transient:
+			return sendgrid.Fault{Status: http.StatusBadGateway}
+		case limited:
+			return sendgrid.Fault{Status: http.StatusTooManyRequests, RetryAfter: time.Second}
+		case timeout:
+			return sendgrid.Fault{Store: true, Hang: never}
+		}
+		return sendgrid.Fault{}
+	})
+
+	// Offers half to phones, half to addresses, queued as the consumer would.
+	now := time.Now().UTC()
+	zone := zoneAtTwoPM(now)
+	if err := r.st.PutPerformer(ctx, "chaos", "Chaos"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.st.PutShow(ctx, store.Show{ID: "chaos-show", PerformerID: "chaos", Name: "Chaos live",
+		StartsAt: now.Add(90 * 24 * time.Hour), VenueName: "Hall", VenueLat: 51.5, VenueLon: -0.1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.PutRule(ctx, offers.Rule{ID: "chaos", PerformerID: "chaos", ShowID: "chaos-show", Lifetime: time.Hour,
+		Tiers: []offers.Tier{{Threshold: 1, Perks: []string{"presale"}}}, Channels: []offers.Channel{offers.ChannelSMS, offers.ChannelEmail}}); err != nil {
+		t.Fatal(err)
+	}
+	fans := make([]store.BulkFan, chaosOffers)
+	for i := range fans {
+		f := store.Fan{ID: uuid.New(), DisplayName: "Fan", TimeZone: zone}
+		if i%2 == 0 {
+			f.Phone = fmt.Sprintf("+1415%07d", i)
+		} else {
+			f.Email = fmt.Sprintf("fan%05d@example.com", i)
+		}
+		fans[i] = store.BulkFan{Fan: f, PartnerUserID: fmt.Sprintf("chaos-%05d", i)}
+	}
+	if err := r.st.BulkLoadFans(ctx, "streamly", fans); err != nil {
+		t.Fatal(err)
+	}
+	queue, err := notifiers.New(notifiers.Config{Pool: r.st.Pool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = pgx.BeginFunc(ctx, r.st.Pool(), func(tx pgx.Tx) error {
+		jobs := make([]store.DeliveryJob, len(fans))
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"offers"}, []string{"id", "fan_id", "rule_id", "rule_version", "tier",
+			"performer_id", "show_id", "perks", "index_value", "event_id", "partition", "issued_at", "expires_at"},
+			pgx.CopyFromSlice(len(fans), func(i int) ([]any, error) {
+				id := uuid.New()
+				jobs[i] = store.DeliveryJob{OfferID: id}
+				return []any{pgtype.UUID{Bytes: id, Valid: true}, pgtype.UUID{Bytes: fans[i].ID, Valid: true}, "chaos", 1, 1,
+					"chaos", "chaos-show", []string{"presale"}, 1.0, fmt.Sprintf("streamly/c%d", i), 0, now, now.Add(time.Hour)}, nil
+			}))
+		if err != nil {
+			return err
+		}
+		return queue.EnqueueTx(ctx, tx, jobs)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r.env = append(r.env,
+		"TWILIO_ACCOUNT_SID="+sb.TwilioSID, "TWILIO_AUTH_TOKEN="+sb.TwilioToken, "TWILIO_FROM="+twilioFrom, "TWILIO_BASE_URL="+sb.TwilioURL,
+		"SENDGRID_API_KEY="+sb.SendGridKey, "SENDGRID_FROM="+emailFrom, "SENDGRID_BASE_URL="+sb.SendGridURL,
+		"OFFER_LINK_BASE=https://crescendo.test/o/",
+		"DELIVERY_WORKERS=32", "DELIVERY_SMS_RATE=0", "DELIVERY_EMAIL_RATE=0",
+		"DELIVERY_RETRY_BASE=50ms", "DELIVERY_RESCUE_AFTER=3s", "PROVIDER_TIMEOUT=300ms",
+		"LOG_LEVEL=error",
+	)
+	final := func() int {
+		var n int
+		if err := r.st.Pool().QueryRow(ctx, `SELECT count(*) FROM offers WHERE rule_id = 'chaos' AND status <> 'issued'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	first := r.start("deliverer-1")
+	eventually(t, 60*time.Second, "a quarter of the offers to be done", func() bool { return final() >= chaosOffers/4 })
+	if err := first.kill(); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := final()
+	second := r.start("deliverer-2")
+	eventually(t, 180*time.Second, "every offer to end", func() bool { return final() == chaosOffers })
+	if err := second.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-second.done:
+	case <-time.After(40 * time.Second):
+		t.Fatal("the second deliverer did not stop after SIGTERM")
+	}
+
+	var delivered, failed, reasonless int
+	if err := r.st.Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'delivered'), count(*) FILTER (WHERE status = 'failed'),
+			count(*) FILTER (WHERE status = 'failed' AND COALESCE(status_reason, '') = '')
+		FROM offers WHERE rule_id = 'chaos'`).Scan(&delivered, &failed, &reasonless); err != nil {
+		t.Fatal(err)
+	}
+	if delivered+failed != chaosOffers || reasonless != 0 {
+		t.Fatalf("%d delivered, %d failed (%d without a reason), want %d in all", delivered, failed, reasonless, chaosOffers)
+	}
+	// No offer accepted twice: texts carry the offer's token, emails its id.
+	token := regexp.MustCompile(`/o/([^ ]+)`)
+	seen := map[string]int{}
+	for _, m := range sb.Twilio.Messages() {
+		if k := token.FindStringSubmatch(m.Body); k != nil {
+			seen["sms:"+k[1]]++
+		}
+	}
+	offerID := regexp.MustCompile(`"offer_id":"([0-9a-f-]{36})"`)
+	for _, m := range sb.SendGrid.Messages() {
+		if k := offerID.FindSubmatch(m.Raw); k != nil {
+			seen["email:"+string(k[1])]++
+		}
+	}
+	accepted, twice := 0, 0
+	for _, n := range seen {
+		accepted++
+		if n > 1 {
+			twice++
+		}
+	}
+	if twice != 0 {
+		t.Fatalf("%d offers accepted twice by a provider", twice)
+	}
+	if accepted < delivered {
+		t.Fatalf("providers accepted %d offers, %d are marked delivered", accepted, delivered)
+	}
+	t.Logf("%d delivered, %d failed; %d done when the first deliverer was killed; %d accepted by the providers",
+		delivered, failed, killedAt, accepted)
+}

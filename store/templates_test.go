@@ -1,0 +1,59 @@
+package store_test
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/crescendo-hq/crescendo/offers"
+	"github.com/crescendo-hq/crescendo/store"
+)
+
+// An offer is rendered with the templates of the rule version that issued it.
+func TestOfferContentIsTheIssuingVersions(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	fan := catalog(t, s)
+	issue := func(tier, version int) uuid.UUID {
+		t.Helper()
+		id := uuid.New()
+		_, err := s.Pool().Exec(ctx, `INSERT INTO offers (id, fan_id, rule_id, rule_version, tier, performer_id, show_id, perks,
+				index_value, event_id, partition, issued_at, expires_at)
+			VALUES ($1, $2, 'r', $3, $4, 'perf', 'show', '{presale}', 12, 'p/e1', 0, now(), now() + interval '1 hour')`, id, fan, version, tier)
+		must(t, err)
+		return id
+	}
+	plain := issue(1, 1)
+
+	r := rule(10)
+	r.Templates = &offers.Templates{SMS: "{{.Show}} {{.Link}}", PushLink: "streamly://offers/{{.Token}}"}
+	if v := putRule(t, s, r); v != 2 {
+		t.Fatalf("version %d", v)
+	}
+	templated := issue(2, 2)
+	r.Templates = &offers.Templates{SMS: "Changed: {{.Link}}"}
+	putRule(t, s, r)
+
+	c, err := s.OfferContent(ctx, plain)
+	must(t, err)
+	if c.Templates != nil {
+		t.Fatalf("an offer of a version without templates has %+v", c.Templates)
+	}
+	var starts time.Time
+	must(t, s.Pool().QueryRow(ctx, `SELECT starts_at FROM shows WHERE id = 'show'`).Scan(&starts))
+	if !c.ShowStartsAt.Equal(starts) {
+		t.Fatalf("show starts %v, want %v", c.ShowStartsAt, starts)
+	}
+	c, err = s.OfferContent(ctx, templated)
+	must(t, err)
+	want := &offers.Templates{SMS: "{{.Show}} {{.Link}}", PushLink: "streamly://offers/{{.Token}}"}
+	if !reflect.DeepEqual(c.Templates, want) {
+		t.Fatalf("templates %+v, want version 2's %+v", c.Templates, want)
+	}
+	if _, err := s.OfferContent(ctx, uuid.New()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an unknown offer: %v", err)
+	}
+}
