@@ -70,6 +70,7 @@ type App struct {
 	httpCancel   context.CancelFunc
 	consumeStop  context.CancelFunc
 	refreshStop  context.CancelFunc
+	pushStop     context.CancelFunc
 	wg           sync.WaitGroup
 	consumerDone chan error
 }
@@ -77,7 +78,7 @@ type App struct {
 // Start starts every part. On error, whatever started is stopped again.
 func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err error) {
 	logger := cmp.Or(opts.Logger, slog.Default())
-	started := &App{settings: s, logger: logger, Push: push.NewHub(), consumerDone: make(chan error, 1)}
+	started := &App{settings: s, logger: logger, consumerDone: make(chan error, 1)}
 	a = started
 	defer func() {
 		if err != nil { // a is nil by now: stop what started through its own pointer
@@ -120,6 +121,19 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 			return nil, err
 		}
 	}
+	// In-app pushes go through a Postgres outbox, so any replica's stream
+	// delivers them and a reconnecting app resumes where it left off (F16).
+	pushKey, err := a.Store.ClusterSecret(ctx, "push-webhook-secrets")
+	if err != nil {
+		return nil, err
+	}
+	if a.Push, err = push.New(push.Config{Store: a.Store, SecretKey: pushKey, Logger: logger}); err != nil {
+		return nil, err
+	}
+	pushCtx, pushStop := context.WithCancel(context.WithoutCancel(ctx))
+	a.pushStop = pushStop
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); _ = a.Push.Run(pushCtx) }()
 	if a.Directory, err = a.Store.NewDirectory(ctx); err != nil {
 		return nil, err
 	}
@@ -206,6 +220,12 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 			Run: func(ctx context.Context) (int64, error) { return feedback.ReopenUndelivered(ctx, time.Now()) },
 		}, {
 			// Providers stop retrying webhooks within a day; their dedup keys can go after a week.
+			// Pushes are kept for resuming apps; a month covers any offer's life.
+			Name: "push-retention", Spec: "@every 1h",
+			Run: func(ctx context.Context) (int64, error) {
+				return a.Store.DeletePushesBefore(ctx, time.Now().Add(-30*24*time.Hour))
+			},
+		}, {
 			Name: "webhook-events-prune", Spec: "@daily",
 			Run: func(ctx context.Context) (int64, error) {
 				return a.Store.PruneWebhookEvents(ctx, time.Now().Add(-7*24*time.Hour))
@@ -352,6 +372,9 @@ func (a *App) Shutdown(ctx context.Context) {
 		if err := a.httpServer.Shutdown(ctx); err != nil {
 			a.logger.Warn("shutting down HTTP", slog.Any("error", err))
 		}
+	}
+	if a.pushStop != nil {
+		a.pushStop()
 	}
 	a.wg.Wait()
 	if a.Store != nil {

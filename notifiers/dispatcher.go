@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -70,13 +71,21 @@ type EmailSender interface {
 	FindSent(ctx context.Context, customArgKey, value string) (string, bool, error)
 }
 
+// Pusher delivers in-app pushes: to an open stream on any replica, or to
+// the fan's partners' webhooks.
+type Pusher interface {
+	Reach(ctx context.Context, fan uuid.UUID) (push.Reach, error)
+	Deliver(ctx context.Context, fan, offerID uuid.UUID, event string, data []byte) (id string, ok bool, err error)
+	FindSent(ctx context.Context, offerID uuid.UUID, event string) (id string, ok bool, err error)
+}
+
 // Config configures a Dispatcher.
 type Config struct {
 	Pool   *pgxpool.Pool
 	Store  Store
 	SMS    SMSSender // nil: the channel is unavailable
 	Email  EmailSender
-	Push   *push.Hub
+	Push   Pusher
 	Signer *offers.Signer
 	// LinkBase prefixes the token in offer links, e.g. "https://crescendo.example/o/".
 	LinkBase string
@@ -281,7 +290,10 @@ func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	if delivered, err := w.resolve(ctx, d, dc, token); err != nil || delivered {
 		return err
 	}
-	channels := w.channels(d)
+	channels, err := w.channels(ctx, d)
+	if err != nil {
+		return err
+	}
 	if len(channels) == 0 {
 		return w.cfg.Store.FinishOffer(ctx, id, store.OfferFailed, "no reachable channel")
 	}
@@ -361,8 +373,9 @@ func (w *worker) resolve(ctx context.Context, d store.Delivery, dc store.Deliver
 			providerID, found, err = w.cfg.SMS.FindSent(ctx, d.Phone, since.Add(-10*time.Minute), token)
 		case ch == offers.ChannelEmail && w.cfg.Email != nil:
 			providerID, found, err = w.cfg.Email.FindSent(ctx, "offer_id", d.OfferID.String())
+		case ch == offers.ChannelPush:
+			providerID, found, err = w.cfg.Push.FindSent(ctx, d.OfferID, "offer")
 		}
-		// An in-app push has no provider to ask; the app drops repeats by offer id.
 		if err != nil {
 			return false, fmt.Errorf("asking %s whether an earlier attempt went out: %w", ch, err)
 		}
@@ -397,7 +410,7 @@ func retryAfter(err error) time.Duration {
 // channels orders the channels to try: in-app first while the fan has a stream
 // open, then the rule's order, skipping what cannot reach the fan or already
 // refused this offer for good.
-func (w *worker) channels(d store.Delivery) []offers.Channel {
+func (w *worker) channels(ctx context.Context, d store.Delivery) ([]offers.Channel, error) {
 	refused := make(map[offers.Channel]bool, len(d.Refused)+len(d.Suppressed))
 	for _, c := range d.Refused {
 		refused[c] = true
@@ -406,9 +419,15 @@ func (w *worker) channels(d store.Delivery) []offers.Channel {
 		refused[c] = true
 	}
 	var out []offers.Channel
-	online := w.cfg.Push.Online(d.FanID)
+	var reach push.Reach
+	if slices.Contains(d.Channels, offers.ChannelPush) && !refused[offers.ChannelPush] {
+		var err error
+		if reach, err = w.cfg.Push.Reach(ctx, d.FanID); err != nil {
+			return nil, fmt.Errorf("checking whether the fan is in the app: %w", err)
+		}
+	}
 	for _, c := range d.Channels {
-		if c == offers.ChannelPush && online && !refused[c] {
+		if c == offers.ChannelPush && reach.Stream && !refused[c] {
 			out = append(out, c)
 		}
 	}
@@ -419,12 +438,13 @@ func (w *worker) channels(d store.Delivery) []offers.Channel {
 		switch {
 		case c == offers.ChannelSMS && d.Phone != "" && w.cfg.SMS != nil:
 		case c == offers.ChannelEmail && d.Email != "" && w.cfg.Email != nil:
+		case c == offers.ChannelPush && reach.Webhook && !reach.Stream:
 		default:
 			continue
 		}
 		out = append(out, c)
 	}
-	return out
+	return out, nil
 }
 
 // isPermanent reports whether retrying the same channel cannot help: the
@@ -467,10 +487,14 @@ func (w *worker) send(ctx context.Context, ch offers.Channel, d store.Delivery, 
 		})
 		return res.ProviderID, err
 	case offers.ChannelPush:
-		if w.cfg.Push.Send(d.FanID, push.Message{ID: d.OfferID.String(), Event: "offer", Data: m.push}) == 0 {
+		id, ok, err := w.cfg.Push.Deliver(ctx, d.FanID, d.OfferID, "offer", m.push)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
 			return "", errPushGone{}
 		}
-		return "", nil
+		return id, nil
 	}
 	return "", fmt.Errorf("unknown channel %q", ch)
 }
