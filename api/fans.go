@@ -88,7 +88,12 @@ func writeInvalid(w http.ResponseWriter, err error) {
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
+	return decodeBodyUpTo(w, r, v, maxBody)
+}
+
+// decodeBodyUpTo decodes a JSON body of at most limit bytes, refusing unknown fields.
+func decodeBodyUpTo(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, limit+1))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		writeProblem(w, http.StatusBadRequest, fmt.Sprintf("decoding JSON body: %v", err))

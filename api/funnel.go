@@ -2,8 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 
 	"github.com/crescendo-hq/crescendo/store"
@@ -54,10 +52,7 @@ func (s *server) importPresaleCodes(w http.ResponseWriter, r *http.Request, p st
 		Codes []string `json:"codes"`
 	}
 	// Up to 100,000 codes of 64 characters: more than decodeBody's limit.
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		writeProblem(w, http.StatusBadRequest, fmt.Sprintf("decoding JSON body: %v", err))
+	if !decodeBodyUpTo(w, r, &body, 8<<20) {
 		return
 	}
 	n, err := s.cfg.Funnels.ImportPresaleCodes(r.Context(), p.OrgID, r.PathValue("show_id"), body.Codes)

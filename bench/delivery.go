@@ -95,6 +95,10 @@ func RunDelivery(ctx context.Context, cfg DeliveryConfig) (DeliveryResult, error
 	if err != nil {
 		return res, err
 	}
+	queue, err := notifiers.New(notifiers.Config{Pool: st.Pool()}) // insert-only: queues jobs as checkpoints do
+	if err != nil {
+		return res, err
+	}
 	issued := map[uuid.UUID]time.Time{}
 	tokens := map[string]uuid.UUID{}
 	issue := func(fans []uuid.UUID) error {
@@ -116,10 +120,6 @@ func RunDelivery(ctx context.Context, cfg DeliveryConfig) (DeliveryResult, error
 			for _, id := range ids {
 				issued[id] = now
 				tokens[signer.Token(id, now.Add(time.Hour))] = id
-			}
-			queue, err := notifiers.New(notifiers.Config{Pool: st.Pool()})
-			if err != nil {
-				return err
 			}
 			return queue.EnqueueTx(ctx, tx, jobs)
 		})

@@ -157,13 +157,8 @@ func (s *Store) ImportPresaleCodes(ctx context.Context, orgID, showID string, co
 	if err := invalid(problems...); err != nil {
 		return 0, err
 	}
-	var owned bool
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM shows sh JOIN performers p ON p.id = sh.performer_id
-		WHERE sh.id = $1 AND p.org_id = $2)`, showID, orgID).Scan(&owned); err != nil {
-		return 0, fmt.Errorf("reading show: %w", err)
-	}
-	if !owned {
-		return 0, fmt.Errorf("show %s: %w", showID, ErrNotFound)
+	if err := s.orgShow(ctx, orgID, showID); err != nil {
+		return 0, err
 	}
 	tag, err := s.pool.Exec(ctx, `INSERT INTO presale_codes (show_id, code) SELECT $1, trim(c) FROM unnest($2::text[]) c
 		ON CONFLICT DO NOTHING`, showID, codes)
@@ -173,18 +168,29 @@ func (s *Store) ImportPresaleCodes(ctx context.Context, orgID, showID string, co
 	return int(tag.RowsAffected()), nil
 }
 
+// orgShow is ErrNotFound unless the show is one of the organization's
+// performers': another organization's show reads as no show at all.
+func (s *Store) orgShow(ctx context.Context, orgID, showID string) error {
+	var owned bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM shows sh JOIN performers p ON p.id = sh.performer_id
+		WHERE sh.id = $1 AND p.org_id = $2)`, showID, orgID).Scan(&owned); err != nil {
+		return fmt.Errorf("reading show: %w", err)
+	}
+	if !owned {
+		return fmt.Errorf("show %s: %w", showID, ErrNotFound)
+	}
+	return nil
+}
+
 // PresaleCodes returns the state of the pool of one of an organization's shows.
 func (s *Store) PresaleCodes(ctx context.Context, orgID, showID string) (PresalePool, error) {
 	p := PresalePool{ShowID: showID}
-	var owned bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM shows sh JOIN performers pf ON pf.id = sh.performer_id
-			WHERE sh.id = $1 AND pf.org_id = $2),
-			count(*), count(offer_id) FROM presale_codes WHERE show_id = $1`, showID, orgID).Scan(&owned, &p.Total, &p.Assigned)
+	if err := s.orgShow(ctx, orgID, showID); err != nil {
+		return p, err
+	}
+	err := s.pool.QueryRow(ctx, `SELECT count(*), count(offer_id) FROM presale_codes WHERE show_id = $1`, showID).Scan(&p.Total, &p.Assigned)
 	if err != nil {
 		return p, fmt.Errorf("reading presale codes: %w", err)
-	}
-	if !owned {
-		return p, fmt.Errorf("show %s: %w", showID, ErrNotFound)
 	}
 	p.Available = p.Total - p.Assigned
 	return p, nil

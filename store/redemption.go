@@ -233,19 +233,30 @@ func (s *Store) SetTierInventory(ctx context.Context, ruleID string, tier, units
 	if err := invalid(checkInventory(tier, units)...); err != nil {
 		return err
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO tier_inventory (rule_id, tier, units, redeemed)
-		VALUES ($1, $2, $3, (SELECT count(*) FROM redemptions WHERE rule_id = $1 AND tier = $2))
-		ON CONFLICT (rule_id, tier) DO UPDATE SET units = excluded.units, updated_at = now()`, ruleID, tier, units)
-	var pgErr *pgconn.PgError
+	err := upsertTierInventory(ctx, s.pool, ruleID, tier, units)
 	switch {
 	case isForeignKeyViolation(err):
 		return fmt.Errorf("rule %s: %w", ruleID, ErrNotFound)
-	case errors.As(err, &pgErr) && pgErr.Code == "23514": // check_violation: redeemed <= units
+	case isCheckViolation(err): // redeemed <= units
 		return invalid(fmt.Errorf("units: %d is fewer than the units already redeemed", units))
 	case err != nil:
 		return fmt.Errorf("setting inventory of rule %s tier %d: %w", ruleID, tier, err)
 	}
 	return nil
+}
+
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// upsertTierInventory sets a tier's units, counting the redemptions it
+// already had when it is limited for the first time. A limit below them
+// fails the table's check (isCheckViolation).
+func upsertTierInventory(ctx context.Context, q execer, ruleID string, tier, units int) error {
+	_, err := q.Exec(ctx, `INSERT INTO tier_inventory (rule_id, tier, units, redeemed)
+		VALUES ($1, $2, $3, (SELECT count(*) FROM redemptions WHERE rule_id = $1 AND tier = $2))
+		ON CONFLICT (rule_id, tier) DO UPDATE SET units = excluded.units, updated_at = now()`, ruleID, tier, units)
+	return err
 }
 
 func checkInventory(tier, units int) []error {

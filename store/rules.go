@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/crescendo-hq/crescendo/offers"
 )
@@ -68,10 +67,8 @@ func (s *Store) PutRule(ctx context.Context, r offers.Rule) (int, error) {
 			if t.Inventory == 0 {
 				_, err = tx.Exec(ctx, `DELETE FROM tier_inventory WHERE rule_id = $1 AND tier = $2`, r.ID, i+1)
 			} else {
-				_, err = tx.Exec(ctx, `INSERT INTO tier_inventory (rule_id, tier, units, redeemed)
-					VALUES ($1, $2, $3, (SELECT count(*) FROM redemptions WHERE rule_id = $1 AND tier = $2))
-					ON CONFLICT (rule_id, tier) DO UPDATE SET units = excluded.units, updated_at = now()`, r.ID, i+1, t.Inventory)
-				if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "23514" {
+				err = upsertTierInventory(ctx, tx, r.ID, i+1, t.Inventory)
+				if isCheckViolation(err) {
 					return invalid(fmt.Errorf("tiers[%d].inventory: lower than the offers already redeemed", i))
 				}
 			}
@@ -84,7 +81,7 @@ func (s *Store) PutRule(ctx context.Context, r offers.Rule) (int, error) {
 		} else {
 			_, err = tx.Exec(ctx, `INSERT INTO rule_budgets (rule_id, budget) VALUES ($1, $2)
 				ON CONFLICT (rule_id) DO UPDATE SET budget = excluded.budget`, r.ID, r.Budget)
-			if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "23514" {
+			if isCheckViolation(err) {
 				return invalid(errors.New("budget: lower than the offers the rule already issued"))
 			}
 		}
