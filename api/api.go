@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/crescendo-hq/crescendo/logs"
+	"github.com/crescendo-hq/crescendo/metrics"
 	"github.com/crescendo-hq/crescendo/notifiers/push"
 	"github.com/crescendo-hq/crescendo/scoring"
 )
@@ -68,6 +70,9 @@ type Config struct {
 	Webhooks Webhooks
 	// Outbox, when set, serves GET /dev/outbox (demo and development only).
 	Outbox func() any
+	// Metrics, when set, serves GET /metrics and counts and times every
+	// request by route.
+	Metrics *metrics.Metrics
 	// Heartbeat is the interval of SSE comments that keep idle streams open through proxies.
 	Heartbeat time.Duration // default 15s
 	Logger    *slog.Logger
@@ -110,7 +115,44 @@ func New(cfg Config) (http.Handler, error) {
 			writeJSON(w, http.StatusOK, cfg.Outbox())
 		})
 	}
-	return mux, nil
+	var h http.Handler = mux
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics.Handler())
+		h = cfg.Metrics.Middleware(mux, func(r *http.Request) bool { return r.Pattern == "GET /v1/push/stream" })
+	}
+	return s.withRequestID(h), nil
+}
+
+// withRequestID gives every request an id, the caller's X-Request-Id when it
+// sent a usable one, answered in X-Request-Id and carried by every log line
+// logged with the request's context.
+func (s *server) withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !usableRequestID(id) {
+			id = uuid.NewString()
+		}
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(logs.WithRequestID(r.Context(), id))
+		began := time.Now()
+		next.ServeHTTP(w, r)
+		s.logger.DebugContext(r.Context(), "http request", slog.String("method", r.Method),
+			slog.String("route", r.Pattern), slog.Duration("took", time.Since(began)))
+	})
+}
+
+// usableRequestID accepts ids of up to 128 visible ASCII characters: a
+// caller's id goes into logs and headers as it is.
+func usableRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := range len(id) {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 type server struct {

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -24,6 +25,7 @@ import (
 	"github.com/crescendo-hq/crescendo/config"
 	"github.com/crescendo-hq/crescendo/consumers"
 	"github.com/crescendo-hq/crescendo/events"
+	"github.com/crescendo-hq/crescendo/metrics"
 	"github.com/crescendo-hq/crescendo/notifiers"
 	"github.com/crescendo-hq/crescendo/notifiers/email"
 	"github.com/crescendo-hq/crescendo/notifiers/push"
@@ -64,6 +66,7 @@ type App struct {
 	Push       *push.Hub
 	Signer     *offers.Signer
 	Replay     *replay.Runner
+	Metrics    *metrics.Metrics
 	HTTPAddr   string
 
 	httpServer   *http.Server
@@ -73,6 +76,8 @@ type App struct {
 	pushStop     context.CancelFunc
 	wg           sync.WaitGroup
 	consumerDone chan error
+	lag          *lagSource
+	everAssigned atomic.Bool
 }
 
 // Start starts every part. On error, whatever started is stopped again.
@@ -144,10 +149,13 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 		return nil, err
 	}
 
+	a.Metrics = metrics.New()
+	a.Metrics.RegisterOffers(a.Store, 0)
 	dcfg := notifiers.Config{
 		Pool: a.Store.Pool(), Store: a.Store, Push: a.Push, Signer: a.Signer,
 		LinkBase: s.LinkBase, Workers: s.DeliveryWorkers, Logger: logger,
 		SMSRate: s.SMSRate, EmailRate: s.EmailRate, RetryBase: s.RetryBase, RescueAfter: s.RescueAfter,
+		Delivered: func(ch offers.Channel, issuedAt, at time.Time) { a.Metrics.ObserveDelivery(string(ch), issuedAt, at) },
 	}
 	s.PublicBaseURL = cmp.Or(s.PublicBaseURL, "http://"+s.HTTPAddr)
 	if s.TwilioToken != "" {
@@ -155,14 +163,18 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	}
 	providerHTTP := notifiers.ProviderClient(cmp.Or(s.ProviderTimeout, 10*time.Second), s.DeliveryWorkers)
 	if s.TwilioSID != "" {
-		if dcfg.SMS, err = sms.New(sms.Config{AccountSID: s.TwilioSID, AuthToken: s.TwilioToken, From: s.TwilioFrom, BaseURL: s.TwilioBaseURL, HTTPClient: providerHTTP}); err != nil {
+		client, err := sms.New(sms.Config{AccountSID: s.TwilioSID, AuthToken: s.TwilioToken, From: s.TwilioFrom, BaseURL: s.TwilioBaseURL, HTTPClient: providerHTTP})
+		if err != nil {
 			return nil, fmt.Errorf("configuring Twilio: %w", err)
 		}
+		dcfg.SMS = a.Metrics.InstrumentSMS(client)
 	}
 	if s.SendGridKey != "" {
-		if dcfg.Email, err = email.New(email.Config{APIKey: s.SendGridKey, FromEmail: s.SendGridFrom, FromName: "Crescendo", BaseURL: s.SendGridBaseURL, HTTPClient: providerHTTP}); err != nil {
+		client, err := email.New(email.Config{APIKey: s.SendGridKey, FromEmail: s.SendGridFrom, FromName: "Crescendo", BaseURL: s.SendGridBaseURL, HTTPClient: providerHTTP})
+		if err != nil {
 			return nil, fmt.Errorf("configuring SendGrid: %w", err)
 		}
+		dcfg.Email = a.Metrics.InstrumentEmail(client)
 	}
 	if a.Dispatcher, err = notifiers.New(dcfg); err != nil {
 		return nil, err
@@ -183,7 +195,8 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 		Brokers: a.Brokers, Topic: s.Topic, DLQTopic: s.DLQTopic, GroupID: s.GroupID,
 		Partitioner: s.Partitioner, RoutingSecret: routingSecret,
 		Decoder: decoder, Directory: a.Directory, Rules: a.Rules, Scorers: a.Scorers, Erasures: a.Directory,
-		Checkpointer: store.Checkpointer{Store: a.Store, Enqueue: a.Dispatcher.EnqueueTx},
+		Checkpointer: a.Metrics.InstrumentCheckpointer(store.Checkpointer{Store: a.Store, Enqueue: a.Dispatcher.EnqueueTx}),
+		ObserveRead:  a.observeRead,
 		BatchLinger:  s.BatchLinger, SessionGap: s.SessionGap,
 		SessionTimeout:    cmp.Or(opts.SessionTimeout, s.SessionTimeout),
 		RebalanceTimeout:  cmp.Or(opts.RebalanceTimeout, s.RebalanceTimeout),
@@ -193,6 +206,8 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	if err != nil {
 		return nil, err
 	}
+	a.lag = newLagSource(a.Brokers, a.Store, s.GroupID, s.Topic)
+	a.Metrics.RegisterConsumer(metrics.ConsumerConfig{Consumer: a.Consumer, Lag: a.lag})
 
 	if a.Replay, err = replay.New(replay.Config{
 		Brokers: a.Brokers, Topic: s.Topic, Decoder: decoder, Directory: a.Directory, Scorers: a.Scorers,
@@ -203,8 +218,8 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 
 	feedback := store.Feedback{Store: a.Store, Redeliver: a.Dispatcher.RedeliverTx}
 	a.Scheduler, err = schedules.New(schedules.Config{
-		Runner: a.Store,
-		IsBusy: func(err error) bool { return errors.Is(err, store.ErrJobBusy) },
+		Runner: a.Metrics.InstrumentJobRunner(a.Store, isJobBusy),
+		IsBusy: isJobBusy,
 		Logger: logger,
 		Jobs: []schedules.Job{{
 			Name: "offer-expiry", Spec: s.ExpirySchedule,
@@ -242,7 +257,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 		OptOuts: a.Store, Unsubscribe: a.Signer,
 		Webhooks: api.Webhooks{Feedback: feedback, PublicBaseURL: s.PublicBaseURL, TwilioAuthToken: s.TwilioToken,
 			HelpText: s.TwilioHelpText, SendGridPublicKey: s.SendGridWebhookKey, ReplayWindow: s.WebhookReplayWindow},
-		Push: a.Push, Outbox: opts.Outbox, Logger: logger,
+		Push: a.Push, Outbox: opts.Outbox, Logger: logger, Metrics: a.Metrics,
 		Ready: a.ready,
 	})
 	if err != nil {
@@ -295,6 +310,17 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	return a, nil
 }
 
+func isJobBusy(err error) bool { return errors.Is(err, store.ErrJobBusy) }
+
+// observeRead counts a batch's records by event type.
+func (a *App) observeRead(t events.Type, n int) {
+	label := string(t)
+	if t == "" {
+		label = "invalid"
+	}
+	a.Metrics.EventsRead.WithLabelValues(label).Add(float64(n))
+}
+
 // Refresh reloads partners, linked accounts and rules into memory now.
 func (a *App) Refresh(ctx context.Context) error {
 	return errors.Join(a.Directory.Refresh(ctx), a.Rules.Refresh(ctx), a.Scorers.Refresh(ctx))
@@ -315,26 +341,61 @@ func (a *App) refreshLoop(ctx context.Context, every time.Duration) {
 	}
 }
 
+// ready runs the readiness checks at once, each bounded so that a hanging
+// dependency answers "not ready" rather than hanging the probe.
 func (a *App) ready(ctx context.Context) map[string]error {
-	checks := map[string]error{"database": a.Store.Ping(ctx)}
-	if ok, err := a.Store.MigrationsCurrent(ctx); err != nil {
-		checks["migrations"] = err
-	} else if !ok {
-		checks["migrations"] = errors.New("migrations pending")
-	} else {
-		checks["migrations"] = nil
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	checks := map[string]func(ctx context.Context) error{
+		"database": a.Store.Ping,
+		"migrations": func(ctx context.Context) error {
+			ok, err := a.Store.MigrationsCurrent(ctx)
+			if err == nil && !ok {
+				err = errors.New("migrations pending")
+			}
+			return err
+		},
+		"broker": func(ctx context.Context) error {
+			conn, err := (&kafka.Dialer{}).DialContext(ctx, "tcp", a.Brokers[0])
+			if err != nil {
+				return err
+			}
+			// A listening socket is not a broker: ask it for the topic's partitions.
+			_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+			defer conn.Close()
+			if _, err := conn.ReadPartitions(a.settings.Topic); err != nil {
+				return fmt.Errorf("reading partitions of %s: %w", a.settings.Topic, err)
+			}
+			return nil
+		},
+		// Only until the first assignment: during a rebalance every member
+		// owns nothing for a moment, and readiness must not take every replica
+		// out of service at once.
+		"partitions": func(context.Context) error {
+			if len(a.Consumer.Assigned()) > 0 {
+				a.everAssigned.Store(true)
+			}
+			if !a.everAssigned.Load() {
+				return errors.New("no partitions assigned yet: the consumer has not joined the group")
+			}
+			return nil
+		},
 	}
-	conn, err := (&kafka.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", a.Brokers[0])
-	if err == nil {
-		_ = conn.Close()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	out := make(map[string]error, len(checks))
+	for name, check := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := check(ctx)
+			mu.Lock()
+			out[name] = err
+			mu.Unlock()
+		}()
 	}
-	checks["broker"] = err
-	if len(a.Consumer.Assigned()) == 0 {
-		checks["partitions"] = errors.New("no partitions assigned")
-	} else {
-		checks["partitions"] = nil
-	}
-	return checks
+	wg.Wait()
+	return out
 }
 
 // Shutdown stops in the order that loses nothing: stop reading and checkpoint,
@@ -377,6 +438,9 @@ func (a *App) Shutdown(ctx context.Context) {
 		a.pushStop()
 	}
 	a.wg.Wait()
+	if a.lag != nil {
+		a.lag.close()
+	}
 	if a.Store != nil {
 		a.Store.Close()
 	}

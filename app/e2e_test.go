@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -51,7 +52,12 @@ type env struct {
 	dbURL    string
 	sb       *demo.Sandboxes
 	settings config.Settings
+	logger   *slog.Logger // nil: logs are discarded
+	broker   *broker.Broker
 }
+
+// closeBroker stops the broker before the test ends.
+func (e *env) closeBroker() { e.broker.Close() }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
@@ -69,7 +75,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(sb.Close)
-	e := &env{t: t, brokers: b.Addrs(), dbURL: pgtemp.New(t), sb: sb}
+	e := &env{t: t, brokers: b.Addrs(), dbURL: pgtemp.New(t), sb: sb, broker: b}
 	e.settings = config.Settings{
 		KafkaBrokers: e.brokers, Topic: topic, DLQTopic: dlqTopic, GroupID: "crescendo-test", Partitions: partitions,
 		DatabaseURL: e.dbURL, HTTPAddr: "127.0.0.1:0",
@@ -92,7 +98,7 @@ type fan struct {
 func (e *env) start(seed func(ctx context.Context, st *store.Store) error) *app.App {
 	e.t.Helper()
 	a, err := app.Start(e.t.Context(), e.settings, app.Options{
-		Logger:        slog.New(slog.DiscardHandler),
+		Logger:        cmp.Or(e.logger, slog.New(slog.DiscardHandler)),
 		BeforeConsume: seed,
 		Outbox:        func() any { return e.sb.Outbox() },
 		// Short group timings so a restarted member gets its partitions quickly.

@@ -95,6 +95,10 @@ type Config struct {
 	// clock reads per event cost more than the index update on some hosts) the time from
 	// reading it to the index reflecting it (benchmarks and metrics).
 	ObserveApply func(time.Duration)
+	// ObserveRead, when set, receives after each batch how many of its records
+	// were of each event type; t is "" for records that did not decode. Counts
+	// are kept per batch, so metrics cost no shared write per event.
+	ObserveRead func(t events.Type, n int)
 
 	Logger *slog.Logger
 	Clock  func() time.Time
@@ -417,6 +421,7 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 	var lastKafkaCommit time.Time
 	for {
 		n, next, out := c.readBatch(ctx, r, part, pid)
+		c.observeRead(&out)
 		mustSnapshot := forget()
 		if now := c.cfg.Clock(); now.Sub(recomputed) >= c.cfg.RecomputeEvery {
 			n := part.Recompute(now)
@@ -523,6 +528,27 @@ func (c *Consumer) startOffset(ctx context.Context, pid store.PartitionID, from 
 // letters, and events routed to their fan's home partition.
 type outbox struct {
 	dead, routes []kafka.Message
+	// byType counts the batch's records by event type (events.Type.Index),
+	// the last entry those that did not decode.
+	byType [events.NumTypes + 1]int32
+}
+
+// observeRead reports the batch's counts by type to ObserveRead.
+func (c *Consumer) observeRead(out *outbox) {
+	if c.cfg.ObserveRead == nil {
+		return
+	}
+	types := events.Types()
+	for i, n := range out.byType {
+		if n == 0 {
+			continue
+		}
+		var t events.Type
+		if i < len(types) {
+			t = types[i]
+		}
+		c.cfg.ObserveRead(t, int(n))
+	}
 }
 
 // readBatch applies records as they arrive, so the index reflects an event as
@@ -578,6 +604,11 @@ func (c *Consumer) apply(ctx context.Context, part *pipeline.Partition, pid stor
 			headers = append(headers, events.Header{Key: h.Key, Value: h.Value})
 		}
 		ev, err = c.cfg.Decoder.Decode(m.Value, headers)
+	}
+	if i := ev.Type.Index(); err == nil && i >= 0 {
+		out.byType[i]++
+	} else {
+		out.byType[events.NumTypes]++
 	}
 	if err == nil {
 		var res pipeline.Result

@@ -107,6 +107,10 @@ type Config struct {
 	RescueAfter time.Duration
 	Logger      *slog.Logger
 	Clock       func() time.Time
+
+	// Delivered, when set, is told of each delivery as it is recorded: the
+	// channel, when the offer was issued and when it was delivered (metrics).
+	Delivered func(ch offers.Channel, issuedAt, deliveredAt time.Time)
 }
 
 // Dispatcher queues and works delivery jobs.
@@ -315,7 +319,11 @@ func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 		}
 		providerID, err := w.send(ctx, ch, d, msg)
 		if err == nil {
-			_, err := w.cfg.Store.MarkDelivered(ctx, store.Attempt{OfferID: id, Channel: ch, ProviderID: providerID}, w.cfg.Clock())
+			at := w.cfg.Clock()
+			_, err := w.cfg.Store.MarkDelivered(ctx, store.Attempt{OfferID: id, Channel: ch, ProviderID: providerID}, at)
+			if err == nil && w.cfg.Delivered != nil {
+				w.cfg.Delivered(ch, d.IssuedAt, at)
+			}
 			if err == nil {
 				w.logger.InfoContext(ctx, "offer delivered", slog.String("offer_id", id.String()), slog.String("channel", string(ch)))
 			}

@@ -154,11 +154,13 @@ func (s *Store) ExpireOffers(ctx context.Context, now time.Time) (int64, error) 
 type OfferSummary struct {
 	ByStatus  map[string]int64
 	ByChannel map[string]int64
+	// ByStatusChannel counts by both; the channel is "" for offers not delivered over one yet.
+	ByStatusChannel map[[2]string]int64
 }
 
 // SummarizeOffers counts offers by status and by delivery channel.
 func (s *Store) SummarizeOffers(ctx context.Context) (OfferSummary, error) {
-	sum := OfferSummary{ByStatus: map[string]int64{}, ByChannel: map[string]int64{}}
+	sum := OfferSummary{ByStatus: map[string]int64{}, ByChannel: map[string]int64{}, ByStatusChannel: map[[2]string]int64{}}
 	rows, err := s.pool.Query(ctx, `SELECT status, COALESCE(channel, ''), count(*) FROM offers GROUP BY 1, 2`)
 	if err != nil {
 		return sum, fmt.Errorf("counting offers: %w", err)
@@ -167,6 +169,7 @@ func (s *Store) SummarizeOffers(ctx context.Context) (OfferSummary, error) {
 	var n int64
 	_, err = pgx.ForEachRow(rows, []any{&status, &channel, &n}, func() error {
 		sum.ByStatus[status] += n
+		sum.ByStatusChannel[[2]string{status, channel}] += n
 		if channel != "" {
 			sum.ByChannel[channel] += n
 		}

@@ -16,13 +16,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/crescendo-hq/crescendo/app"
 	"github.com/crescendo-hq/crescendo/bench"
 	"github.com/crescendo-hq/crescendo/config"
 	"github.com/crescendo-hq/crescendo/demo"
+	"github.com/crescendo-hq/crescendo/logs"
 )
 
 const usage = `usage: crescendo <command> [flags]
@@ -178,16 +178,5 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch strings.ToLower(format) {
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("LOG_FORMAT: want json or text, got %q", format)
+	return logs.New(w, level, format)
 }
