@@ -70,6 +70,9 @@ type Config struct {
 	Webhooks Webhooks
 	// Outbox, when set, serves GET /dev/outbox (demo and development only).
 	Outbox func() any
+	// Ingest, when set, takes partners' signed batches of events at
+	// POST /v1/events (F23).
+	Ingest Ingester
 	// Metrics, when set, serves GET /metrics and counts and times every
 	// request by route.
 	Metrics *metrics.Metrics
@@ -106,6 +109,7 @@ func New(cfg Config) (http.Handler, error) {
 	s.routeRules(mux)
 	s.routeFunnels(mux)
 	s.routeUnsubscribe(mux)
+	s.routeIngest(mux)
 	if err := s.routeWebhooks(mux); err != nil {
 		return nil, err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/crescendo-hq/crescendo/config"
 	"github.com/crescendo-hq/crescendo/consumers"
 	"github.com/crescendo-hq/crescendo/events"
+	"github.com/crescendo-hq/crescendo/ingest"
 	"github.com/crescendo-hq/crescendo/metrics"
 	"github.com/crescendo-hq/crescendo/notifiers"
 	"github.com/crescendo-hq/crescendo/notifiers/email"
@@ -77,6 +78,7 @@ type App struct {
 	wg           sync.WaitGroup
 	consumerDone chan error
 	lag          *lagSource
+	producer     *producer
 	everAssigned atomic.Bool
 }
 
@@ -216,6 +218,24 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 		return nil, err
 	}
 
+	ingestKey, err := a.Store.ClusterSecret(ctx, "ingest-secrets")
+	if err != nil {
+		return nil, err
+	}
+	if a.producer, err = newProducer(a.Brokers, s.Topic, s.Partitioner); err != nil {
+		return nil, err
+	}
+	ingester, err := ingest.New(ingest.Config{
+		Store: a.Store, Producer: a.producer, Decoder: decoder, SealKey: ingestKey,
+		Rate: s.IngestRate, ReplayWindow: s.IngestReplayWindow, Logger: logger,
+		Observe: func(partner, outcome string, n int) {
+			a.Metrics.IngestEvents.WithLabelValues(partner, outcome).Add(float64(n))
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+
 	feedback := store.Feedback{Store: a.Store, Redeliver: a.Dispatcher.RedeliverTx}
 	a.Scheduler, err = schedules.New(schedules.Config{
 		Runner: a.Metrics.InstrumentJobRunner(a.Store, isJobBusy),
@@ -241,6 +261,12 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 				return a.Store.DeletePushesBefore(ctx, time.Now().Add(-30*24*time.Hour))
 			},
 		}, {
+			// A partner retries a batch within minutes; a day of keys is plenty.
+			Name: "ingest-keys-prune", Spec: "@hourly",
+			Run: func(ctx context.Context) (int64, error) {
+				return a.Store.PruneIngestRequests(ctx, time.Now().Add(-24*time.Hour))
+			},
+		}, {
 			Name: "webhook-events-prune", Spec: "@daily",
 			Run: func(ctx context.Context) (int64, error) {
 				return a.Store.PruneWebhookEvents(ctx, time.Now().Add(-7*24*time.Hour))
@@ -257,7 +283,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 		OptOuts: a.Store, Unsubscribe: a.Signer,
 		Webhooks: api.Webhooks{Feedback: feedback, PublicBaseURL: s.PublicBaseURL, TwilioAuthToken: s.TwilioToken,
 			HelpText: s.TwilioHelpText, SendGridPublicKey: s.SendGridWebhookKey, ReplayWindow: s.WebhookReplayWindow},
-		Push: a.Push, Outbox: opts.Outbox, Logger: logger, Metrics: a.Metrics,
+		Push: a.Push, Outbox: opts.Outbox, Logger: logger, Metrics: a.Metrics, Ingest: ingester,
 		Ready: a.ready,
 	})
 	if err != nil {
@@ -440,6 +466,9 @@ func (a *App) Shutdown(ctx context.Context) {
 	a.wg.Wait()
 	if a.lag != nil {
 		a.lag.close()
+	}
+	if a.producer != nil {
+		a.producer.close()
 	}
 	if a.Store != nil {
 		a.Store.Close()

@@ -52,6 +52,8 @@ type Settings struct {
 	ShutdownTimeout     time.Duration     // SHUTDOWN_TIMEOUT
 	LogLevel            string            // LOG_LEVEL
 	LogFormat           string            // LOG_FORMAT
+	IngestRate          float64           // INGEST_RATE
+	IngestReplayWindow  time.Duration     // INGEST_REPLAY_WINDOW
 
 	// Consumer group timing: how soon a crashed member's partitions move on.
 	SessionTimeout    time.Duration // KAFKA_SESSION_TIMEOUT
@@ -106,6 +108,8 @@ var Vars = []Var{
 	{"OFFER_EXPIRY_SCHEDULE", "@every 1m", "Cron expression of the offer expiry job."},
 	{"DIRECTORY_REFRESH", "5s", "How often partners, linked accounts and rules are reloaded into memory."},
 	{"SHUTDOWN_TIMEOUT", "20s", "How long shutdown waits for in-flight work."},
+	{"INGEST_RATE", "1000", "Events per second one partner may post to `POST /v1/events` on each replica (token bucket); 0: no limit. Over it: 429 with Retry-After."},
+	{"INGEST_REPLAY_WINDOW", "5m", "How far a posted batch's signed timestamp may be from now."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"LOG_FORMAT", "json", "json or text."},
 }
@@ -176,6 +180,8 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 		ShutdownTimeout:     dur("SHUTDOWN_TIMEOUT", "20s"),
 		LogLevel:            get("LOG_LEVEL", "info"),
 		LogFormat:           get("LOG_FORMAT", "json"),
+		IngestRate:          rate("INGEST_RATE", "1000"),
+		IngestReplayWindow:  dur("INGEST_REPLAY_WINDOW", "5m"),
 	}
 	s.SessionTimeout = dur("KAFKA_SESSION_TIMEOUT", "30s")
 	s.RebalanceTimeout = dur("KAFKA_REBALANCE_TIMEOUT", "30s")
