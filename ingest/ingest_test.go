@@ -45,7 +45,9 @@ func newService(t *testing.T, now *time.Time) *Service {
 // nopProducer stands for Kafka, which these tests do not reach.
 type nopProducer struct{}
 
-func (nopProducer) Produce(_ context.Context, _ []Record) error { return errors.New("not in these tests") }
+func (nopProducer) Produce(_ context.Context, _ []Record) error {
+	return errors.New("not in these tests")
+}
 
 func TestVerifyTakesOnlyTheOwnSecretInTheWindow(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
