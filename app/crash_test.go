@@ -116,6 +116,8 @@ type crashRig struct {
 	env     []string
 	st      *store.Store
 	killRNG *rand.Rand // kill delays; used by the test goroutine only
+	// minEvents is how many events the stream carries at least; crashMinEvents unless a test says less.
+	minEvents int
 
 	mu       sync.Mutex
 	children []*child
@@ -171,7 +173,8 @@ func newCrashRig(t *testing.T, seed uint64) *crashRig {
 	key := base64.StdEncoding.EncodeToString(signingKey)
 	r := &crashRig{
 		t: t, seed: seed, bin: bin, brokers: b.Addrs(), dbURL: dbURL, st: st,
-		killRNG: rand.New(rand.NewPCG(seed, 0x6b696c6c)), // "kill"
+		killRNG:   rand.New(rand.NewPCG(seed, 0x6b696c6c)), // "kill"
+		minEvents: crashMinEvents,
 		env: append(os.Environ(),
 			"KAFKA_BROKERS="+strings.Join(b.Addrs(), ","),
 			"KAFKA_TOPIC="+crashTopic,
@@ -371,13 +374,13 @@ func (r *crashRig) produce(rate int) *producer {
 	gen := newEventGen(r.seed, time.Now())
 	go func() {
 		defer close(exited)
-		p.done <- p.run(r.t.Context(), r.brokers, gen, rate)
+		p.done <- p.run(r.t.Context(), r.brokers, gen, rate, r.minEvents)
 	}()
 	r.t.Cleanup(func() { <-exited }) // t.Context is canceled by then
 	return p
 }
 
-func (p *producer) run(ctx context.Context, brokers []string, gen *eventGen, rate int) error {
+func (p *producer) run(ctx context.Context, brokers []string, gen *eventGen, rate, minEvents int) error {
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
 	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: crashTopic, Balancer: kafka.Murmur2Balancer{Consistent: true},
@@ -389,7 +392,7 @@ func (p *producer) run(ctx context.Context, brokers []string, gen *eventGen, rat
 	for {
 		select {
 		case <-p.stop:
-			if p.published.Load() >= crashMinEvents {
+			if p.published.Load() >= int64(minEvents) {
 				return nil
 			}
 		default:
@@ -425,6 +428,7 @@ type child struct {
 	tail    []string       // the last log lines
 	errs    []string       // error-level log lines
 	changed chan struct{}  // closed and replaced on every log line
+	http    string         // the HTTP address it logged on start
 }
 
 func (r *crashRig) start(name string) *child {
@@ -477,9 +481,12 @@ func (c *child) Write(p []byte) (int, error) {
 }
 
 func (c *child) line(b []byte) {
-	var rec struct{ Level, Msg string }
+	var rec struct{ Level, Msg, HTTP string }
 	if err := json.Unmarshal(b, &rec); err != nil {
 		rec.Msg, rec.Level = "(not JSON)", "ERROR" // a panic or a runtime error
+	}
+	if rec.Msg == "crescendo started" {
+		c.http = rec.HTTP
 	}
 	c.counts[rec.Msg]++
 	c.tail = append(c.tail, string(b))
@@ -707,8 +714,8 @@ func (r *crashRig) finish(p *producer, running ...*child) {
 		total += e
 	}
 	t.Logf("published %d events; the topic holds %d records", p.published.Load(), total)
-	if total < crashMinEvents {
-		t.Fatalf("the topic holds %d records, want at least %d", total, crashMinEvents)
+	if total < int64(r.minEvents) {
+		t.Fatalf("the topic holds %d records, want at least %d", total, r.minEvents)
 	}
 
 	began := time.Now()
