@@ -100,6 +100,7 @@ func New(cfg Config) (http.Handler, error) {
 	s.routeQueues(mux)
 	s.routeRules(mux)
 	s.routeFunnels(mux)
+	s.routeMarketerExplanations(mux)
 	s.routeUnsubscribe(mux)
 	if err := s.routeWebhooks(mux); err != nil {
 		return nil, err
