@@ -132,7 +132,7 @@ func (c *Console) createRule(w http.ResponseWriter, r *http.Request, s session) 
 		c.render(w, r, status, "rule_new", p, ed)
 		return
 	}
-	http.Redirect(w, r, rulePath(ed.ID, "")+"?saved=created", http.StatusSeeOther)
+	http.Redirect(w, r, consolePath(ed.ID)+"?saved=created", http.StatusSeeOther)
 }
 
 // putRule sends the editor's YAML to the API's PUT and fills in what it
