@@ -298,8 +298,10 @@ lifetime: 48h
 
 	// Plots on the rule page: funnel, distribution with thresholds, timeline.
 	b.do("opening the presale rule", chromedp.Navigate(base+"/console/rules/presale"), chromedp.WaitVisible(css(`#funnel-h`)))
-	if got := eval[string](b, `document.getElementById("funnel-d1").textContent`); !strings.Contains(got, "offered 2") {
-		t.Errorf("presale funnel: %q, want 2 offered", got)
+	funnel := eval[string](b, `Array.from(document.querySelectorAll('#funnel-t1 tbody tr'))
+		.map(tr => tr.querySelector('th').textContent + ' ' + tr.querySelector('td.n').textContent).join(', ')`)
+	if funnel != "crossed 2, eligible 2, offered 2, delivered 2, opened 0, redeemed 0" {
+		t.Errorf("presale funnel: %q, want 2 fans through to delivered", funnel)
 	}
 	if got := eval[string](b, `document.getElementById("dist-d").textContent`); !strings.Contains(got, "tier 1: 10 (2 fans at or above)") {
 		t.Errorf("distribution: %q, want both fans above tier 1", got)

@@ -23,18 +23,14 @@ const (
 	plotRight = 620.0 // right edge of the drawing area
 )
 
-// bar is one labelled horizontal or vertical bar.
+// bar is one labelled bar of a plot.
 type bar struct {
-	Label         string
-	N             int
-	X, Y, W, H    float64
-	TextX, TextY  float64
-	Class         string
-	Share         float64
-	Lo, Hi        float64 // a histogram bin's bounds
-	LabelY, NumX  float64
-	NumAnchorEnd  bool
-	HasValueLabel bool
+	Label      string
+	N          int
+	X, Y, W, H float64
+	Class      string
+	Share      float64
+	Lo, Hi     float64 // a histogram bin's bounds
 }
 
 // funnelPlot is a rule's funnel, a chart per tier.
@@ -47,7 +43,6 @@ type funnelPlot struct {
 type funnelTierPlot struct {
 	store.FunnelTier
 	Bars    []bar
-	Height  float64
 	Dropped []reasonCount
 	Uplift  string
 }
@@ -59,7 +54,6 @@ type reasonCount struct {
 
 func newFunnelPlot(f store.Funnel) funnelPlot {
 	out := funnelPlot{RuleID: f.RuleID, Version: f.Version}
-	const rowH, gap, labelW = 22.0, 6.0, 96.0
 	for _, t := range f.Tiers {
 		stages := []struct {
 			label string
@@ -68,12 +62,10 @@ func newFunnelPlot(f store.Funnel) funnelPlot {
 		top := max(t.Crossed, t.Eligible, t.Offered, 1)
 		tp := funnelTierPlot{FunnelTier: t}
 		for i, s := range stages {
-			y := float64(i) * (rowH + gap)
-			w := (plotRight - labelW - 40) * float64(s.n) / float64(top)
-			tp.Bars = append(tp.Bars, bar{Label: s.label, N: s.n, X: labelW, Y: y, W: math.Max(w, 1), H: rowH,
-				TextX: labelW - 8, TextY: y + rowH*0.68, NumX: labelW + math.Max(w, 1) + 6, Class: "stage-" + strconv.Itoa(i)})
+			// Widths are percentages of the largest stage; a stage of none
+			// keeps a sliver, so that it reads as zero rather than missing.
+			tp.Bars = append(tp.Bars, bar{Label: s.label, N: s.n, W: math.Max(100*float64(s.n)/float64(top), 0.5), Class: "stage-" + strconv.Itoa(i)})
 		}
-		tp.Height = float64(len(stages))*(rowH+gap) - gap
 		for reason, n := range t.DroppedOut {
 			tp.Dropped = append(tp.Dropped, reasonCount{reason, n})
 		}
@@ -187,6 +179,7 @@ type distributionPlot struct {
 	Bars       []bar
 	Thresholds []thresholdLine
 	XTicks     []tick
+	YTicks     []tick
 	Error      string
 	Base       float64
 	Height     float64
@@ -260,6 +253,9 @@ func (c *Console) distribution(r *http.Request, s session, rule offers.Rule) dis
 	if rule.UpperThreshold > 0 {
 		dp.Thresholds = append(dp.Thresholds, thresholdLine{X: x(rule.UpperThreshold), Label: fmt.Sprintf("upper: %g", rule.UpperThreshold),
 			Above: above(rule.UpperThreshold), Upper: true})
+	}
+	for _, n := range []int{0, top / 2, top} {
+		dp.YTicks = append(dp.YTicks, tick{Pos: dp.Base - (dp.Base-20)*float64(n)/float64(top), Label: strconv.Itoa(n)})
 	}
 	for _, v := range []float64{0, hi / 2, hi} {
 		dp.XTicks = append(dp.XTicks, tick{Pos: x(v), Label: strconv.FormatFloat(v, 'f', -1, 64)})

@@ -46,7 +46,7 @@ function live(table) {
   };
   const fmt = (iso) => {
     const d = new Date(iso);
-    return isNaN(d) ? "" : d.toISOString().slice(11, 19) + " UTC";
+    return isNaN(d) ? "" : d.toISOString().slice(11, 19);
   };
   const render = (o) => {
     const tr = document.createElement("tr");
@@ -69,7 +69,10 @@ function live(table) {
     why.textContent = "Why?";
     why.setAttribute("aria-label", "Why: fan " + o.fan_id.slice(0, 8) + ", tier " + o.tier + " of " + o.rule_id);
     fan.appendChild(why);
-    fan.append(" ", o.fan_id.slice(0, 8));
+    const short = document.createElement("span");
+    short.className = "fanid";
+    short.textContent = " " + o.fan_id.slice(0, 8);
+    fan.appendChild(short);
     tr.appendChild(fan);
     return tr;
   };
