@@ -108,6 +108,7 @@ func New(cfg Config) (http.Handler, error) {
 	s.routeQueues(mux)
 	s.routeRules(mux)
 	s.routeFunnels(mux)
+	s.routeMarketerExplanations(mux)
 	s.routeUnsubscribe(mux)
 	s.routeIngest(mux)
 	if err := s.routeWebhooks(mux); err != nil {

@@ -252,31 +252,63 @@ func (s *server) explainIndex(w http.ResponseWriter, r *http.Request, partnerID 
 		s.storeError(w, r, err)
 		return
 	}
-	performer := r.PathValue("performer_id")
+	s.writeExplanation(w, r, rec.ID, r.PathValue("performer_id"))
+}
+
+// routeMarketerExplanations serves marketers the explanation of a fan's
+// index for one of their organization's performers, by the fan's
+// pseudonymous id (the one offers carry): what the console shows (F24).
+func (s *server) routeMarketerExplanations(mux *http.ServeMux) {
+	if s.cfg.Marketers == nil || s.cfg.Explanations == nil || s.cfg.Scorers == nil {
+		return
+	}
+	mux.HandleFunc("GET /v1/performers/{id}/fans/{fan_id}/index", s.withRole(store.RoleViewer)(s.explainFanIndex))
+}
+
+// explainFanIndex: GET /v1/performers/{id}/fans/{fan_id}/index. Another
+// organization's performer is 404, as one that does not exist.
+func (s *server) explainFanIndex(w http.ResponseWriter, r *http.Request, p store.Principal) {
+	performer := r.PathValue("id")
+	if _, err := s.cfg.Marketers.OrgPerformerScoring(r.Context(), p.OrgID, performer); err != nil {
+		s.marketerError(w, r, err, noPerformer)
+		return
+	}
+	fan, err := uuid.Parse(r.PathValue("fan_id"))
+	if err != nil {
+		writeProblem(w, http.StatusNotFound, "no such fan")
+		return
+	}
+	s.writeExplanation(w, r, fan, performer)
+}
+
+// writeExplanation answers a fan's index for a performer with each
+// contribution, and each rule tier the fan crossed with its offer or the
+// reason there was none.
+func (s *server) writeExplanation(w http.ResponseWriter, r *http.Request, fan uuid.UUID, performer string) {
 	scorer := s.cfg.Scorers.Scorer()
 	profile, ok := scorer.Profile(performer)
 	if !ok {
 		writeProblem(w, http.StatusNotFound, "no such performer")
 		return
 	}
-	contribs, err := s.cfg.Explanations.Contributions(r.Context(), rec.ID, performer)
+	contribs, err := s.cfg.Explanations.Contributions(r.Context(), fan, performer)
 	if err != nil {
 		s.storeError(w, r, err)
 		return
 	}
-	fact, err := s.cfg.Explanations.FanFact(r.Context(), rec.ID)
+	fact, err := s.cfg.Explanations.FanFact(r.Context(), fan)
 	if err != nil {
 		s.storeError(w, r, err)
 		return
 	}
-	rules, err := s.cfg.Explanations.FanRuleStatuses(r.Context(), rec.ID, performer)
+	rules, err := s.cfg.Explanations.FanRuleStatuses(r.Context(), fan, performer)
 	if err != nil {
 		s.storeError(w, r, err)
 		return
 	}
 	at := s.cfg.Clock()
 	writeJSON(w, http.StatusOK, map[string]any{
-		"fan_id":       rec.ID,
+		"fan_id":       fan,
 		"performer_id": performer,
 		"profile_id":   profile.ID,
 		"explanation":  scoring.Explain(profile, contribs, fact, at),

@@ -32,9 +32,6 @@ type Marketers interface {
 	RevokeToken(ctx context.Context, orgID string, id uuid.UUID) error
 }
 
-// roleRank orders roles: each may do what the ones below it may.
-var roleRank = map[store.Role]int{store.RoleViewer: 1, store.RoleMarketer: 2, store.RoleAdmin: 3}
-
 func (s *server) routeMarketers(mux *http.ServeMux) {
 	viewer, marketer, admin := s.withRole(store.RoleViewer), s.withRole(store.RoleMarketer), s.withRole(store.RoleAdmin)
 	mux.HandleFunc("GET /v1/profiles", viewer(s.listProfiles))
@@ -69,7 +66,7 @@ func (s *server) withRole(least store.Role) func(marketerHandler) http.HandlerFu
 				rejectToken(w, "unknown or revoked token")
 				return
 			}
-			if roleRank[p.Role] < roleRank[least] {
+			if !p.Role.AtLeast(least) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="crescendo", error="insufficient_scope"`)
 				writeProblem(w, http.StatusForbidden, "a "+string(p.Role)+" token cannot do this; it takes "+string(least)+" or above")
 				return

@@ -23,6 +23,7 @@ import (
 	"github.com/crescendo-hq/crescendo/api"
 	"github.com/crescendo-hq/crescendo/broker"
 	"github.com/crescendo-hq/crescendo/config"
+	"github.com/crescendo-hq/crescendo/console"
 	"github.com/crescendo-hq/crescendo/consumers"
 	"github.com/crescendo-hq/crescendo/events"
 	"github.com/crescendo-hq/crescendo/ingest"
@@ -68,6 +69,7 @@ type App struct {
 	Signer     *offers.Signer
 	Replay     *replay.Runner
 	Metrics    *metrics.Metrics
+	Console    *console.Console
 	HTTPAddr   string
 
 	httpServer   *http.Server
@@ -289,6 +291,24 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	if err != nil {
 		return nil, err
 	}
+	// The marketer console (F24) calls the API in process with the
+	// marketer's own token; its live view follows offers through NOTIFY.
+	csrfKey, err := a.Store.ClusterSecret(ctx, "console-csrf")
+	if err != nil {
+		return nil, err
+	}
+	if a.Console, err = console.New(console.Config{
+		API: handler, Auth: a.Store, Offers: a.Store, Stats: a.Store, Scorers: a.Scorers, CSRFKey: csrfKey,
+		InsecureCookies: strings.HasPrefix(s.PublicBaseURL, "http://"), Logger: logger,
+	}); err != nil {
+		return nil, err
+	}
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); _ = a.Console.Run(pushCtx) }()
+	root := http.NewServeMux()
+	root.Handle("/console/", a.Console)
+	root.Handle("/", handler)
+
 	ln, err := net.Listen("tcp", s.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", s.HTTPAddr, err)
@@ -298,7 +318,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	httpCtx, httpCancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.httpCancel = httpCancel
 	a.httpServer = &http.Server{
-		Handler:           handler,
+		Handler:           root,
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return httpCtx },
 	}

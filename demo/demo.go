@@ -96,11 +96,17 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	s.SendGridKey, s.SendGridFrom, s.SendGridBaseURL = sb.SendGridKey, "offers@crescendo.example", sb.SendGridURL
 
 	fans := demoFans(cfg.Fans)
+	var consoleToken string
 	a, err := app.Start(ctx, s, app.Options{
 		Logger: logger,
 		Outbox: func() any { return sb.Outbox() },
 		BeforeConsume: func(ctx context.Context, st *store.Store) error {
-			return seed(ctx, st, secrets.PartnerKey, fans)
+			if err := seed(ctx, st, secrets.PartnerKey, fans); err != nil {
+				return err
+			}
+			var err error
+			consoleToken, err = seedConsole(ctx, st)
+			return err
 		},
 	})
 	if err != nil {
@@ -116,6 +122,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	fmt.Fprintf(out, "  push stream:  curl -N -H \"Authorization: Bearer $(jq -r .partner_key %s)\" 'http://%s/v1/push/stream?user_id=%s'\n",
 		filepath.Join(s.DataDir, "demo-secrets.json"), a.HTTPAddr, fans[0].userID)
 	fmt.Fprintf(out, "  outbox:       curl http://%s/dev/outbox\n", a.HTTPAddr)
+	fmt.Fprintf(out, "  console:      http://%s/console/  (sign in with the marketer token %s)\n", a.HTTPAddr, consoleToken)
 
 	runCtx := ctx
 	if cfg.Duration > 0 {
@@ -319,6 +326,25 @@ func seed(ctx context.Context, st *store.Store, partnerKey string, fans []demoFa
 		}
 	}
 	return nil
+}
+
+// DemoOrg is the demo's marketer organization, which owns the demo's performers.
+const DemoOrg = "demo-records"
+
+// seedConsole makes the demo's organization the owner of its performers and
+// returns a fresh marketer token for the console (tokens are only ever
+// shown when made, so each run makes one).
+func seedConsole(ctx context.Context, st *store.Store) (string, error) {
+	if _, err := st.CreateOrganization(ctx, DemoOrg, "Demo Records"); err != nil && !errors.Is(err, store.ErrExists) {
+		return "", err
+	}
+	for _, p := range performers {
+		if err := st.AssignPerformer(ctx, DemoOrg, p.id); err != nil {
+			return "", err
+		}
+	}
+	_, token, err := st.CreateToken(ctx, DemoOrg, store.RoleMarketer, "demo console "+time.Now().UTC().Format(time.RFC3339))
+	return token, err
 }
 
 // simulate publishes listening events at rate per second until ctx ends; a few

@@ -36,6 +36,14 @@ func (r Role) Valid() bool {
 	return r == RoleAdmin || r == RoleMarketer || r == RoleViewer
 }
 
+// roleRank orders roles: each may do what the ones below it may.
+var roleRank = map[Role]int{RoleViewer: 1, RoleMarketer: 2, RoleAdmin: 3}
+
+// AtLeast reports whether r may do what least may; an unknown role may do nothing.
+func (r Role) AtLeast(least Role) bool {
+	return roleRank[r] > 0 && roleRank[r] >= roleRank[least]
+}
+
 // TokenPrefix starts every marketer API token, so that a leaked one is easy to
 // recognize (secret scanners, logs) and tell from a partner key.
 const TokenPrefix = "cr_"

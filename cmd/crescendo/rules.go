@@ -20,6 +20,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/crescendo-hq/crescendo/internal/ruleyaml"
 	"github.com/crescendo-hq/crescendo/replay"
 )
 
@@ -399,47 +400,12 @@ func getRule(ctx context.Context, c *apiClient, id string, asJSON bool, stdout i
 		}
 		fmt.Fprintf(stdout, "# versions: %s\n", strings.Join(versions, ", "))
 	}
-	y, err := orderedYAML(s.Rule, "version")
+	y, err := ruleyaml.Ordered(s.Rule, "version")
 	if err != nil {
 		return err
 	}
 	_, err = stdout.Write(y)
 	return err
-}
-
-// orderedYAML writes a JSON object as YAML with its members in the JSON's
-// order (the rule's own: id, name, performer, show, tiers…), leaving out skip.
-func orderedYAML(obj json.RawMessage, skip ...string) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, errors.New("writing YAML: not a JSON object")
-	}
-	var out bytes.Buffer
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("writing YAML: %w", err)
-		}
-		key, _ := tok.(string)
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			return nil, fmt.Errorf("writing YAML: %w", err)
-		}
-		if slices.Contains(skip, key) {
-			continue
-		}
-		// One member at a time keeps the order: YAML writes a map's keys sorted.
-		member, err := json.Marshal(map[string]json.RawMessage{key: value})
-		if err != nil {
-			return nil, fmt.Errorf("writing YAML: %w", err)
-		}
-		y, err := yaml.JSONToYAML(member)
-		if err != nil {
-			return nil, fmt.Errorf("writing YAML: %w", err)
-		}
-		out.Write(y)
-	}
-	return out.Bytes(), nil
 }
 
 func setRuleActive(ctx context.Context, c *apiClient, id, action string, stdout io.Writer) error {
