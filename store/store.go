@@ -140,7 +140,10 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithSlog(s.logger))
+	// Out of order is allowed because features land from parallel branches:
+	// a database that already has a later migration still gets an earlier
+	// one merged after it, instead of refusing to start.
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithSlog(s.logger), goose.WithAllowOutofOrder(true))
 	if err != nil {
 		return fmt.Errorf("preparing migrations: %w", err)
 	}
@@ -170,7 +173,7 @@ func (s *Store) MigrationsCurrent(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, sub)
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithAllowOutofOrder(true))
 	if err != nil {
 		return false, fmt.Errorf("preparing migrations: %w", err)
 	}
