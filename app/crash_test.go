@@ -429,6 +429,9 @@ type child struct {
 	errs    []string       // error-level log lines
 	changed chan struct{}  // closed and replaced on every log line
 	http    string         // the HTTP address it logged on start
+	// handovers holds the attributes of the lines that say where a partition's
+	// tenure began or ended, for tests that follow a partition between owners.
+	handovers []map[string]any
 }
 
 func (r *crashRig) start(name string) *child {
@@ -487,6 +490,12 @@ func (c *child) line(b []byte) {
 	}
 	if rec.Msg == "crescendo started" {
 		c.http = rec.HTTP
+	}
+	if rec.Msg == "partition loaded" || rec.Msg == "partition released" || rec.Msg == "generation started" {
+		var attrs map[string]any
+		if json.Unmarshal(b, &attrs) == nil {
+			c.handovers = append(c.handovers, attrs)
+		}
 	}
 	c.counts[rec.Msg]++
 	c.tail = append(c.tail, string(b))

@@ -10,16 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
-
 	"github.com/crescendo-hq/crescendo/demo"
-	"github.com/crescendo-hq/crescendo/notifiers"
 	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/sandbox/sendgrid"
 	"github.com/crescendo-hq/crescendo/sandbox/twilio"
-	"github.com/crescendo-hq/crescendo/store"
 )
 
 const chaosOffers = 10_000
@@ -93,52 +87,12 @@ func TestDeliveryChaosNoLossNoDuplicates(t *testing.T) {
 	// Offers half to phones, half to addresses, queued as the consumer would.
 	now := time.Now().UTC()
 	zone := zoneAtTwoPM(now)
-	if err := r.st.PutPerformer(ctx, "chaos", "Chaos"); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.st.PutShow(ctx, store.Show{ID: "chaos-show", PerformerID: "chaos", Name: "Chaos live",
-		StartsAt: now.Add(90 * 24 * time.Hour), VenueName: "Hall", VenueLat: 51.5, VenueLon: -0.1}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.st.PutRule(ctx, offers.Rule{ID: "chaos", PerformerID: "chaos", ShowID: "chaos-show", Lifetime: time.Hour,
-		Tiers: []offers.Tier{{Threshold: 1, Perks: []string{"presale"}}}, Channels: []offers.Channel{offers.ChannelSMS, offers.ChannelEmail}}); err != nil {
-		t.Fatal(err)
-	}
-	fans := make([]store.BulkFan, chaosOffers)
-	for i := range fans {
-		f := store.Fan{ID: uuid.New(), DisplayName: "Fan", TimeZone: zone}
+	queueOffers(ctx, t, r.st, "chaos", chaosOffers, zone, []offers.Channel{offers.ChannelSMS, offers.ChannelEmail}, func(i int) (string, string) {
 		if i%2 == 0 {
-			f.Phone = fmt.Sprintf("+1415%07d", i)
-		} else {
-			f.Email = fmt.Sprintf("fan%05d@example.com", i)
+			return fmt.Sprintf("+1415%07d", i), ""
 		}
-		fans[i] = store.BulkFan{Fan: f, PartnerUserID: fmt.Sprintf("chaos-%05d", i)}
-	}
-	if err := r.st.BulkLoadFans(ctx, "streamly", fans); err != nil {
-		t.Fatal(err)
-	}
-	queue, err := notifiers.New(notifiers.Config{Pool: r.st.Pool()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = pgx.BeginFunc(ctx, r.st.Pool(), func(tx pgx.Tx) error {
-		jobs := make([]store.DeliveryJob, len(fans))
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"offers"}, []string{"id", "fan_id", "rule_id", "rule_version", "tier",
-			"performer_id", "show_id", "perks", "index_value", "event_id", "partition", "issued_at", "expires_at"},
-			pgx.CopyFromSlice(len(fans), func(i int) ([]any, error) {
-				id := uuid.New()
-				jobs[i] = store.DeliveryJob{OfferID: id}
-				return []any{pgtype.UUID{Bytes: id, Valid: true}, pgtype.UUID{Bytes: fans[i].ID, Valid: true}, "chaos", 1, 1,
-					"chaos", "chaos-show", []string{"presale"}, 1.0, fmt.Sprintf("streamly/c%d", i), 0, now, now.Add(time.Hour)}, nil
-			}))
-		if err != nil {
-			return err
-		}
-		return queue.EnqueueTx(ctx, tx, jobs)
+		return "", fmt.Sprintf("fan%05d@example.com", i)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	r.env = append(r.env,
 		"TWILIO_ACCOUNT_SID="+sb.TwilioSID, "TWILIO_AUTH_TOKEN="+sb.TwilioToken, "TWILIO_FROM="+twilioFrom, "TWILIO_BASE_URL="+sb.TwilioURL,

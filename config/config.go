@@ -93,7 +93,7 @@ var Vars = []Var{
 	{"OFFER_SIGNING_KEYS", "", "Offer token keys, `id:base64key` comma-separated, each at least 32 bytes; old keys keep verifying after rotation."},
 	{"OFFER_SIGNING_KEY_ID", "", "Which key signs new tokens; defaults to the only key."},
 	{"OFFER_LINK_BASE", "http://HTTP_ADDR/o/", "Prefix of offer links; the token follows it."},
-	{"DELIVERY_WORKERS", "32", "Deliveries in flight per process."},
+	{"DELIVERY_WORKERS", "32", "Deliveries in flight per process; 0 runs no delivery workers (a consumer-only replica that still queues deliveries for others)."},
 	{"DELIVERY_SMS_RATE", "10", "Texts per second per process (token bucket); 0: no cap. The provider's limit divided by the replicas."},
 	{"DELIVERY_EMAIL_RATE", "100", "Emails per second per process (token bucket); 0: no cap."},
 	{"DELIVERY_RESCUE_AFTER", "2m", "How long a delivery job may run before another process takes it over (its own died); the attempt it left is looked up at the provider first."},
@@ -140,6 +140,13 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 		}
 		return n
 	}
+	count := func(name, def string) int {
+		n, err := strconv.Atoi(get(name, def))
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("%s: want a whole number, 0 or more", name))
+		}
+		return n
+	}
 	rate := func(name, def string) float64 {
 		f, err := strconv.ParseFloat(get(name, def), 64)
 		if err != nil || f < 0 {
@@ -164,7 +171,7 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 		SendGridBaseURL:     get("SENDGRID_BASE_URL", ""),
 		SigningKeyID:        get("OFFER_SIGNING_KEY_ID", ""),
 		LinkBase:            get("OFFER_LINK_BASE", ""),
-		DeliveryWorkers:     num("DELIVERY_WORKERS", "32"),
+		DeliveryWorkers:     count("DELIVERY_WORKERS", "32"),
 		SMSRate:             rate("DELIVERY_SMS_RATE", "10"),
 		EmailRate:           rate("DELIVERY_EMAIL_RATE", "100"),
 		RetryBase:           dur("DELIVERY_RETRY_BASE", "30s"),

@@ -409,15 +409,27 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 	// checkpoint starts only after the previous one is durable, so offsets
 	// still advance in order and a failed one leaves nothing after it.
 	var inflight chan error
+	durable, pending := from, from // offsets made durable, and in flight
 	await := func() error {
 		if inflight == nil {
 			return nil
 		}
 		err := <-inflight
 		inflight = nil
+		if err == nil {
+			durable = pending
+		}
 		return err
 	}
 	defer func() { _ = await() }()
+	// release ends the partition's tenure on shutdown or a rebalance: the
+	// in-flight checkpoint lands, and the log says where the next owner starts
+	// and whether everything read was made durable (read_to = checkpointed_to).
+	release := func() error {
+		err := await()
+		log.InfoContext(ctx, "partition released", slog.Int64("read_to", from), slog.Int64("checkpointed_to", durable), slog.Bool("checkpointed", err == nil))
+		return err
+	}
 	var lastKafkaCommit time.Time
 	for {
 		n, next, out := c.readBatch(ctx, r, part, pid)
@@ -430,7 +442,7 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 		}
 		if n == 0 {
 			if ctx.Err() != nil {
-				return await() // done with nothing more read
+				return release() // done with nothing more read
 			}
 			if !mustSnapshot {
 				// Idle: let the last checkpoint land so a failure surfaces now.
@@ -451,7 +463,7 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 			return err
 		}
 		done := make(chan error, 1)
-		inflight = done
+		inflight, pending = done, cp.To
 		// The work for these records is done in memory; make it durable even if
 		// the partition is taken away meanwhile, so the next owner does not redo
 		// it. A stale owner cannot do harm: the offset check fences it.
@@ -470,7 +482,7 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 		checkpoints++
 		from = next
 		if ctx.Err() != nil {
-			return await()
+			return release()
 		}
 	}
 }

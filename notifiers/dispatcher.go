@@ -201,7 +201,10 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	if !d.working {
 		return nil
 	}
-	if err := d.client.Start(ctx); err != nil {
+	// River treats the end of Start's context as a hard stop that cancels the
+	// deliveries in flight; shutdown goes through Stop instead, which lets
+	// them finish (a send cut off midway is an unknown outcome to look up).
+	if err := d.client.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("starting delivery workers: %w", err)
 	}
 	return nil
@@ -212,10 +215,18 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	if !d.working {
 		return nil
 	}
-	if err := d.client.Stop(ctx); err != nil {
-		return fmt.Errorf("stopping delivery workers: %w", err)
+	err := d.client.Stop(ctx)
+	if err == nil {
+		return nil
 	}
-	return nil
+	// Past the deadline, cancel what still runs so the process can exit: a
+	// cancelled send is recorded as unknown and looked up before any resend.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if cerr := d.client.StopAndCancel(cctx); cerr != nil {
+		return fmt.Errorf("cancelling delivery workers after %w: %w", err, cerr)
+	}
+	return fmt.Errorf("stopping delivery workers: %w (running deliveries cancelled)", err)
 }
 
 type worker struct {

@@ -9,6 +9,7 @@
 package sendgrid
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -211,8 +212,10 @@ func wait(r *http.Request, hang <-chan struct{}) bool {
 		return true
 	}
 	// net/http only notices a client hanging up once the request body has
-	// been consumed, so drain it or the hang would outlive the client.
-	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, MaxMessageBytes))
+	// been consumed, so read it (or the hang would outlive the client) and
+	// put it back for the normal answer that may follow the hang.
+	body, _ := io.ReadAll(io.LimitReader(r.Body, MaxMessageBytes))
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	select {
 	case <-hang:
 		return true

@@ -9,6 +9,7 @@
 package twilio
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/rand"
 	"encoding/hex"
@@ -285,8 +286,10 @@ func wait(r *http.Request, hang <-chan struct{}) bool {
 		return true
 	}
 	// net/http only notices a client hanging up once the request body has
-	// been consumed, so drain it or the hang would outlive the client.
-	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 10<<20))
+	// been consumed, so read it (or the hang would outlive the client) and
+	// put it back for the normal answer that may follow the hang.
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 10<<20))
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	select {
 	case <-hang:
 		return true
