@@ -166,9 +166,9 @@ type Reaction struct {
 
 // ReactionStats summarize a fan's reaction times, judged on the distribution.
 type ReactionStats struct {
-	N        int   // reactions by the fan themself
-	MedianMs int64 // of those
-	Fast     int   // of those faster than HumanReactionMs
+	N        int   `json:"n"`         // reactions by the fan themself
+	MedianMs int64 `json:"median_ms"` // of those
+	Fast     int   `json:"fast"`      // of those faster than HumanReactionMs
 }
 
 // SummarizeReactions computes the statistics over the reactions the fan made
@@ -250,13 +250,39 @@ func Classify(e Evidence, t Thresholds) Classification {
 		add(SignalWatchList, cmp.Or(e.WatchNote, "on the reseller watch list"))
 	}
 	c.Agent = e.DeclaredAgent
-	switch {
-	case t.AutomatedPoints > 0 && c.Points >= t.AutomatedPoints:
-		c.Class = Automated
-	case t.SuspectPoints > 0 && c.Points >= t.SuspectPoints:
-		c.Class = Suspect
-	default:
-		c.Class = Human
-	}
+	c.Class = classOf(c.Points, t)
 	return c
+}
+
+// Combine joins classifications of disjoint evidence — the consumer's live
+// signals and the scheduled job's batch signals — into one: reasons add up
+// and the class is judged on their sum under t.
+func Combine(t Thresholds, parts ...Classification) Classification {
+	t = t.WithDefaults()
+	var c Classification
+	for _, p := range parts {
+		c.Points += p.Points
+		c.Reasons = append(c.Reasons, p.Reasons...)
+		c.Agent = c.Agent || p.Agent
+	}
+	c.Class = classOf(c.Points, t)
+	return c
+}
+
+// Override replaces c's class with a marketer's, keeping the evidence and
+// adding the override as the first reason.
+func Override(c Classification, class Class, note string) Classification {
+	c.Class = class
+	c.Reasons = append([]Reason{{Signal: SignalOverride, Evidence: note}}, c.Reasons...)
+	return c
+}
+
+func classOf(points int, t Thresholds) Class {
+	switch {
+	case t.AutomatedPoints > 0 && points >= t.AutomatedPoints:
+		return Automated
+	case t.SuspectPoints > 0 && points >= t.SuspectPoints:
+		return Suspect
+	}
+	return Human
 }

@@ -52,10 +52,10 @@ type State struct {
 
 // Summary is what the live signals show, for Classify.
 type Summary struct {
-	PeakPurchases int     // most purchases within one window
-	Impossible    int     // hops faster than the top speed
-	FastestKmh    float64 // the fastest of them
-	TooGood       int     // crossings above a rule's upper threshold
+	PeakPurchases int     `json:"peak_purchases"`  // most purchases within one window
+	Impossible    int     `json:"impossible_hops"` // hops faster than the top speed
+	FastestKmh    float64 `json:"fastest_kmh"`     // the fastest of them
+	TooGood       int     `json:"too_good"`        // crossings above a rule's upper threshold
 }
 
 // Summary reads the state.

@@ -111,6 +111,11 @@ type Conversion struct {
 type FanFact struct {
 	Fan uuid.UUID
 	scoring.FanFact
+	// Partner, Friends and Interactions are the social graph's ties, by the
+	// partner's user ids, for ring detection (F13).
+	Partner      string
+	Friends      []string
+	Interactions []events.Interaction
 }
 
 // Classified is a fan's classification from the live signals: the friend
@@ -309,7 +314,8 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 		}
 		if fact, changed := fs.Apply(ev); changed {
 			p.dirtyFans[fan] = struct{}{}
-			p.facts = append(p.facts, FanFact{Fan: fan, FanFact: fact})
+			p.facts = append(p.facts, FanFact{Fan: fan, FanFact: fact, Partner: ev.Source,
+				Friends: ev.SocialGraph.FriendIDs, Interactions: ev.SocialGraph.Interactions})
 			p.reclassify(fan, fs, p.thresholds(scorer, ""))
 		}
 		// The human point reaches each pair's index at the pair's next event.
