@@ -307,9 +307,12 @@ type WatchedReseller struct {
 	AddedAt time.Time `json:"added_at"`
 }
 
-// WatchedResellers lists the watch list, newest first.
-func (s *Store) WatchedResellers(ctx context.Context) ([]WatchedReseller, error) {
-	rows, err := s.pool.Query(ctx, `SELECT fan_id, note, added_by, added_at FROM reseller_watch ORDER BY added_at DESC, fan_id`)
+// WatchedResellers lists the entries an organization added, newest first:
+// by is "<org id>/<token id>", and one organization does not learn which
+// fans another watches.
+func (s *Store) WatchedResellers(ctx context.Context, orgID string) ([]WatchedReseller, error) {
+	rows, err := s.pool.Query(ctx, `SELECT fan_id, note, added_by, added_at FROM reseller_watch
+		WHERE split_part(added_by, '/', 1) = $1 ORDER BY added_at DESC, fan_id`, orgID)
 	if err != nil {
 		return nil, fmt.Errorf("reading watch list: %w", err)
 	}
@@ -423,4 +426,19 @@ func classifiedAutomated(ctx context.Context, q querier, fan uuid.UUID) (string,
 		return "", false, fmt.Errorf("reading fan classification: %w", err)
 	}
 	return why, true, nil
+}
+
+// FanKnownToOrg reports whether the fan has activity or offers for one of
+// the organization's performers: a marketer may only classify or watch
+// fans their organization has seen.
+func (s *Store) FanKnownToOrg(ctx context.Context, orgID string, fan uuid.UUID) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM offers o JOIN performers p ON p.id = o.performer_id
+			WHERE o.fan_id = $2 AND p.org_id = $1)
+		OR EXISTS (SELECT 1 FROM contributions c JOIN performers p ON p.id = c.performer_id WHERE c.fan_id = $2 AND p.org_id = $1)`,
+		orgID, fan).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("checking fan against organization: %w", err)
+	}
+	return ok, nil
 }

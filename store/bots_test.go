@@ -150,10 +150,13 @@ func TestClassificationReachesQueuesOffersAndOverrides(t *testing.T) {
 	if c := classOf(t, s, person); c.Class != bots.Automated || c.Reasons[0].Signal != bots.SignalWatchList {
 		t.Fatalf("watched fan: %+v", c)
 	}
-	list, err := s.WatchedResellers(t.Context())
+	list, err := s.WatchedResellers(t.Context(), "acme")
 	must(t, err)
 	if len(list) != 1 || list[0].FanID != person {
 		t.Fatalf("watch list %+v", list)
+	}
+	if other, err := s.WatchedResellers(t.Context(), "other"); err != nil || len(other) != 0 {
+		t.Fatalf("another organization sees %+v, %v", other, err)
 	}
 	must(t, s.UnwatchReseller(t.Context(), person))
 	if c := classOf(t, s, person); c.Class != bots.Human {
