@@ -291,7 +291,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 			HelpText: s.TwilioHelpText, SendGridPublicKey: s.SendGridWebhookKey, ReplayWindow: s.WebhookReplayWindow},
 		Push: a.Push, Outbox: opts.Outbox, Logger: logger, Metrics: a.Metrics, Ingest: ingester,
 		Ready: a.ready,
-		Bots:  a.Store,
+		Bots:  a.Store, Agents: a.Store,
 	})
 	if err != nil {
 		return nil, err
