@@ -76,6 +76,13 @@ type Config struct {
 	// Metrics, when set, serves GET /metrics and counts and times every
 	// request by route.
 	Metrics *metrics.Metrics
+	// Bots, when set with Marketers, serves fans' bot classifications,
+	// marketers' overrides and the reseller watch list (F13, F14), and adds
+	// the classification to index explanations.
+	Bots Bots
+	// Agents, when set, serves fans' declared agents (F15): partners manage
+	// them under /v1/users/{user_id}/agents, agents act under /v1/agent.
+	Agents Agents
 	// Heartbeat is the interval of SSE comments that keep idle streams open through proxies.
 	Heartbeat time.Duration // default 15s
 	Logger    *slog.Logger
@@ -109,6 +116,8 @@ func New(cfg Config) (http.Handler, error) {
 	s.routeRules(mux)
 	s.routeFunnels(mux)
 	s.routeMarketerExplanations(mux)
+	s.routeBots(mux)
+	s.routeAgents(mux)
 	s.routeUnsubscribe(mux)
 	s.routeIngest(mux)
 	if err := s.routeWebhooks(mux); err != nil {

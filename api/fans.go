@@ -307,12 +307,22 @@ func (s *server) writeExplanation(w http.ResponseWriter, r *http.Request, fan uu
 		return
 	}
 	at := s.cfg.Clock()
-	writeJSON(w, http.StatusOK, map[string]any{
+	body := map[string]any{
 		"fan_id":       fan,
 		"performer_id": performer,
 		"profile_id":   profile.ID,
 		"explanation":  scoring.Explain(profile, contribs, fact, at),
 		// Each rule tier the fan crossed: the offer, or why none (F10).
 		"rules": rules,
-	})
+	}
+	if s.cfg.Bots != nil {
+		// Human, suspect or automated, with each reason's evidence (F14).
+		c, err := s.cfg.Bots.FanClassification(r.Context(), fan)
+		if err != nil {
+			s.storeError(w, r, err)
+			return
+		}
+		body["classification"] = c
+	}
+	writeJSON(w, http.StatusOK, body)
 }

@@ -62,7 +62,7 @@ func newTenants(t *testing.T) *tenants {
 		t.Fatal(err)
 	}
 	h, err := api.New(api.Config{
-		Partners: st, Marketers: st, Push: push.NewHub(),
+		Partners: st, Marketers: st, Push: push.NewHub(), Bots: st,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -129,6 +129,11 @@ func (s *server) redeem(w http.ResponseWriter, r *http.Request, partnerID string
 		s.refuse(w, r, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, newRedemption(red))
+}
+
+// newRedemption is the answer to a redemption, with the reaction times.
+func newRedemption(red store.Redemption) redemption {
 	out := redemption{
 		OfferID: red.OfferID, RuleID: red.RuleID, Tier: red.Tier, Perks: red.Perks, PerformerID: red.PerformerID,
 		ShowID: red.ShowID, SentAt: red.SentAt, OpenedAt: red.OpenedAt, RedeemedAt: red.RedeemedAt,
@@ -138,7 +143,7 @@ func (s *server) redeem(w http.ResponseWriter, r *http.Request, partnerID string
 		ms := red.SentToOpened.Milliseconds()
 		out.SentToOpenedMS = &ms
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 // offerLink is what GET /o/{token} shows.

@@ -273,6 +273,10 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 			Run: func(ctx context.Context) (int64, error) {
 				return a.Store.PruneWebhookEvents(ctx, time.Now().Add(-7*24*time.Hour))
 			},
+		}, {
+			// Batch bot signals (F13): rings among social ties, reaction times to offers.
+			Name: "bot-detection", Spec: "@every 10m",
+			Run: func(ctx context.Context) (int64, error) { return a.Store.DetectBots(ctx, time.Now()) },
 		}},
 	})
 	if err != nil {
@@ -287,6 +291,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 			HelpText: s.TwilioHelpText, SendGridPublicKey: s.SendGridWebhookKey, ReplayWindow: s.WebhookReplayWindow},
 		Push: a.Push, Outbox: opts.Outbox, Logger: logger, Metrics: a.Metrics, Ingest: ingester,
 		Ready: a.ready,
+		Bots:  a.Store, Agents: a.Store,
 	})
 	if err != nil {
 		return nil, err

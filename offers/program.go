@@ -32,6 +32,11 @@ type Fan struct {
 	HasHome          bool
 	HomeLat, HomeLon float64
 	FriendCount      int64 // -1: unknown
+	// Automated is set for an account bot detection classified as
+	// automated (F14): it never gets a priority offer.
+	Automated bool
+	// AutomatedWhy is the classification's reasons, recorded with the decision.
+	AutomatedWhy string
 }
 
 // Reason says why a fan whose index crossed a tier got no offer (F10), or
@@ -42,6 +47,7 @@ type Reason string
 const (
 	ReasonNoLiveSession  Reason = "no_live_session"
 	ReasonTooGood        Reason = "too_good_to_be_human"
+	ReasonAutomated      Reason = "automated_account"
 	ReasonBeforeWindow   Reason = "before_window"
 	ReasonAfterWindow    Reason = "after_window"
 	ReasonTooFar         Reason = "too_far_from_venue"
@@ -292,6 +298,8 @@ func (p *Program) Evaluate(c *Crossing, issued IssuedAt, newID func() uuid.UUID)
 func (p *Program) check(c *Crossing, issued IssuedAt, tier int) (Reason, string) {
 	r := &p.Rule
 	switch {
+	case c.Fan.Automated:
+		return ReasonAutomated, c.Fan.AutomatedWhy
 	case !c.SessionLive:
 		return ReasonNoLiveSession, ""
 	case r.UpperThreshold > 0 && c.Index > r.UpperThreshold:

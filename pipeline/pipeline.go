@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/crescendo-hq/crescendo/bots"
 	"github.com/crescendo-hq/crescendo/events"
 	"github.com/crescendo-hq/crescendo/fans"
 	"github.com/crescendo-hq/crescendo/offers"
@@ -110,6 +111,21 @@ type Conversion struct {
 type FanFact struct {
 	Fan uuid.UUID
 	scoring.FanFact
+	// Partner, Friends and Interactions are the social graph's ties, by the
+	// partner's user ids, for ring detection (F13).
+	Partner      string
+	Friends      []string
+	Interactions []events.Interaction
+}
+
+// Classified is a fan's classification from the live signals: the friend
+// count and the purchase-derived signals the pipeline keeps.
+type Classified struct {
+	Fan uuid.UUID
+	bots.Classification
+	// Evidence is what the classification was computed from, so that the
+	// store can add the batch signals (rings, reactions, watch list).
+	Evidence bots.Evidence
 }
 
 // PairEntry is one pair's state.
@@ -132,13 +148,16 @@ type Delta struct {
 	Decisions []offers.Decision
 	// Conversions are ticket purchases, for the funnel's uplift.
 	Conversions []Conversion
-	Routed      map[int32]int64 // changed entries of State.Routed
+	// Classified are the fans whose live bot classification (F14) changed,
+	// each at most once, with its latest value.
+	Classified []Classified
+	Routed     map[int32]int64 // changed entries of State.Routed
 }
 
 // Empty reports whether the delta changes nothing.
 func (d Delta) Empty() bool {
 	return len(d.Pairs) == 0 && len(d.Fans) == 0 && len(d.Sessions) == 0 &&
-		len(d.Contributions) == 0 && len(d.FanFacts) == 0 && len(d.Offers) == 0 && len(d.Routed) == 0 && len(d.Decisions) == 0 && len(d.Conversions) == 0
+		len(d.Contributions) == 0 && len(d.FanFacts) == 0 && len(d.Offers) == 0 && len(d.Routed) == 0 && len(d.Decisions) == 0 && len(d.Conversions) == 0 && len(d.Classified) == 0
 }
 
 // Result is what one event did.
@@ -181,8 +200,13 @@ type Partition struct {
 	pending     []offers.Offer
 	decisions   []offers.Decision
 	conversions []Conversion
-	targets     []string
-	scratch     []scoring.Contribution
+	// classes is the last live class reported per fan; classified the fans
+	// whose class changed since the last Flush. Not durable: after a load
+	// the first change is reported again, which the store takes as an upsert.
+	classes    map[uuid.UUID]bots.Class
+	classified map[uuid.UUID]Classified
+	targets    []string
+	scratch    []scoring.Contribution
 }
 
 // New returns an empty partition.
@@ -218,6 +242,8 @@ func New(cfg Config) (*Partition, error) {
 		dirtyRouted: make(map[int32]struct{}),
 		dirtyPairs:  make(map[scoring.PairKey]struct{}),
 		dirtyFans:   make(map[uuid.UUID]struct{}),
+		classes:     make(map[uuid.UUID]bots.Class),
+		classified:  make(map[uuid.UUID]Classified),
 	}, nil
 }
 
@@ -288,12 +314,17 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 		}
 		if fact, changed := fs.Apply(ev); changed {
 			p.dirtyFans[fan] = struct{}{}
-			p.facts = append(p.facts, FanFact{Fan: fan, FanFact: fact})
+			p.facts = append(p.facts, FanFact{Fan: fan, FanFact: fact, Partner: ev.Source,
+				Friends: ev.SocialGraph.FriendIDs, Interactions: ev.SocialGraph.Interactions})
+			p.reclassify(fan, fs, p.thresholds(scorer, ""))
 		}
 		// The human point reaches each pair's index at the pair's next event.
 		return res, nil
 	}
 	if tp := ev.TicketPurchase; tp != nil {
+		if rej := p.observePurchase(fan, ev, scorer); rej != nil {
+			return Result{}, rej
+		}
 		p.conversions = append(p.conversions, Conversion{Fan: fan, ShowID: tp.Event, EventID: ev.Source + "/" + ev.ID,
 			Quantity: tp.Quantity, At: ev.Time})
 	}
@@ -339,6 +370,9 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 				if p.reasons[d.Key] != d.Reason {
 					p.reasons[d.Key] = d.Reason
 					p.decisions = append(p.decisions, d)
+					if d.Reason == offers.ReasonTooGood {
+						p.observeTooGood(fan, scorer, perf)
+					}
 				}
 			}
 		}
@@ -363,10 +397,84 @@ func (p *Partition) crossing(ev events.Event, acct Account, live bool) *offers.C
 			c.Fan.FriendCount = n
 		}
 	}
+	if p.classes[acct.Fan] == bots.Automated {
+		c.Fan.Automated = true
+		if cl, ok := p.classified[acct.Fan]; ok {
+			c.Fan.AutomatedWhy = reasonsText(cl.Reasons)
+		}
+	}
 	if s, ok := p.sessions.Get(acct.Fan); ok && live {
 		c.SessionStart = s.Start
 	}
 	return c
+}
+
+// fanState returns the fan's per-fan state, creating it.
+func (p *Partition) fanState(fan uuid.UUID) *scoring.FanState {
+	fs := p.fans[fan]
+	if fs == nil {
+		fs = &scoring.FanState{}
+		p.fans[fan] = fs
+	}
+	return fs
+}
+
+// observePurchase folds a ticket purchase into the fan's bot signals (F13),
+// under the thresholds of the performer's profile. A purchase the signals
+// refuse (a duplicate, a venue off the Earth, an impossible time) is
+// dead-lettered before it changes anything.
+func (p *Partition) observePurchase(fan uuid.UUID, ev events.Event, scorer *scoring.Scorer) *events.Rejection {
+	tp := ev.TicketPurchase
+	th := p.thresholds(scorer, tp.Performer)
+	fs := p.fanState(fan)
+	err := fs.Bots.ObservePurchase(ev.Source+"/"+ev.ID, ev.Time, tp.Venue.Lat, tp.Venue.Lon, p.cfg.Clock(), th)
+	var rej *bots.Rejected
+	if errors.As(err, &rej) {
+		return &events.Rejection{Reason: events.Reason(rej.Code), Detail: rej.Detail}
+	}
+	p.dirtyFans[fan] = struct{}{}
+	p.reclassify(fan, fs, th)
+	return nil
+}
+
+func (p *Partition) observeTooGood(fan uuid.UUID, scorer *scoring.Scorer, perf string) {
+	fs := p.fanState(fan)
+	fs.Bots.ObserveTooGood()
+	p.dirtyFans[fan] = struct{}{}
+	p.reclassify(fan, fs, p.thresholds(scorer, perf))
+}
+
+func (p *Partition) thresholds(scorer *scoring.Scorer, perf string) bots.Thresholds {
+	prof, ok := scorer.Profile(perf)
+	if !ok {
+		prof = scoring.DefaultProfile()
+	}
+	return prof.BotThresholds()
+}
+
+// reclassify classifies the fan on the live signals and notes a change.
+func (p *Partition) reclassify(fan uuid.UUID, fs *scoring.FanState, th bots.Thresholds) {
+	e := bots.Evidence{Live: fs.Bots.Summary()}
+	e.FriendCount, e.FriendsKnown = fs.FriendCount()
+	c := bots.Classify(e, th)
+	if prev, ok := p.classes[fan]; ok && prev == c.Class {
+		if _, pending := p.classified[fan]; !pending {
+			return
+		}
+	}
+	p.classes[fan] = c.Class
+	p.classified[fan] = Classified{Fan: fan, Classification: c, Evidence: e}
+}
+
+func reasonsText(rs []bots.Reason) string {
+	var b []byte
+	for i, r := range rs {
+		if i > 0 {
+			b = append(b, "; "...)
+		}
+		b = append(b, r.Evidence...)
+	}
+	return string(b)
 }
 
 func (p *Partition) issuedAt(k offers.Key) (time.Time, bool) {
@@ -386,6 +494,10 @@ func (p *Partition) Flush() Delta {
 		Decisions:     p.decisions,
 		Conversions:   p.conversions,
 	}
+	for _, c := range p.classified {
+		d.Classified = append(d.Classified, c)
+	}
+	clear(p.classified)
 	if len(p.dirtyRouted) > 0 {
 		d.Routed = make(map[int32]int64, len(p.dirtyRouted))
 		for src := range p.dirtyRouted {
@@ -420,6 +532,8 @@ func (p *Partition) Forget(erased map[uuid.UUID]struct{}) int {
 		}
 	}
 	for f := range erased {
+		delete(p.classes, f)
+		delete(p.classified, f)
 		if _, ok := p.fans[f]; ok {
 			delete(p.fans, f)
 			delete(p.dirtyFans, f)

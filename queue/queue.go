@@ -75,10 +75,12 @@ const (
 	Human     Class = "human"
 	Automated Class = "automated"
 	Unknown   Class = "unknown"
+	// Suspect accounts are marked for review and queue as humans do.
+	Suspect Class = "suspect"
 )
 
 // Valid reports whether c is one of the classes above.
-func (c Class) Valid() bool { return c == Human || c == Automated || c == Unknown }
+func (c Class) Valid() bool { return c == Human || c == Automated || c == Unknown || c == Suspect }
 
 // Policy is what a sale does with accounts classified as automated.
 type Policy string

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/crescendo-hq/crescendo/bots"
 )
 
 // Signal names one kind of evidence the index counts (F4). Its values are
@@ -154,6 +156,18 @@ type Profile struct {
 	// MinFriends is the friend count from which an account looks human and
 	// earns Weights.Human (F13: fewer friends than a threshold suggest a bot).
 	MinFriends int `json:"min_friends"`
+
+	// Bots are the thresholds of the other bot signals (F13); zero values
+	// take bots.DefaultThresholds.
+	Bots bots.Thresholds `json:"bots"`
+}
+
+// BotThresholds returns the profile's bot-detection thresholds, defaults
+// filled and the friend threshold taken from MinFriends.
+func (p Profile) BotThresholds() bots.Thresholds {
+	t := p.Bots.WithDefaults()
+	t.MinFriends = p.MinFriends
+	return t
 }
 
 // DefaultProfile returns the profile used when a performer names none: one
@@ -292,6 +306,9 @@ func (p Profile) Validate() error {
 	}
 	if p.MinFriends < 0 {
 		bad("min_friends", "must be 0 or more; got %d", p.MinFriends)
+	}
+	if err := p.Bots.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -3,11 +3,13 @@ package scoring
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/crescendo-hq/crescendo/bots"
 	"github.com/crescendo-hq/crescendo/events"
 )
 
@@ -158,6 +160,9 @@ type FanState struct {
 	friends uint32 // latest friend_count, clamped to uint32
 	at      uint32 // compact time of the social_graph it came from
 	known   bool
+	// Bots are the fan's live bot signals (F13): purchase rate, travel,
+	// crossings above upper thresholds. Per fan, like the friend count.
+	Bots bots.State
 }
 
 // Apply records a social_graph event. Only the newest graph counts: an
@@ -182,23 +187,35 @@ func (f *FanState) Apply(ev events.Event) (FanFact, bool) {
 // FriendCount returns the latest friend count and whether any graph was seen.
 func (f *FanState) FriendCount() (int64, bool) { return int64(f.friends), f.known }
 
-// MarshalBinary encodes the state in 10 bytes for durable storage.
+// MarshalBinary encodes the state in 10 bytes for durable storage, and 48
+// more once the fan has bot signals.
 func (f FanState) MarshalBinary() ([]byte, error) {
 	b := []byte{stateVersion}
 	b = binary.LittleEndian.AppendUint32(b, f.friends)
 	b = binary.LittleEndian.AppendUint32(b, f.at)
 	if f.known {
-		return append(b, 1), nil
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
 	}
-	return append(b, 0), nil
+	if f.Bots == (bots.State{}) {
+		return b, nil
+	}
+	return f.Bots.AppendBinary(b)
 }
 
 // UnmarshalBinary decodes what MarshalBinary encoded.
 func (f *FanState) UnmarshalBinary(b []byte) error {
-	if len(b) != 10 || b[0] != stateVersion || b[9] > 1 {
+	if len(b) < 10 || b[0] != stateVersion || b[9] > 1 {
 		return errors.New("scoring: not a version 1 fan state")
 	}
 	*f = FanState{friends: binary.LittleEndian.Uint32(b[1:]), at: binary.LittleEndian.Uint32(b[5:]), known: b[9] == 1}
+	if len(b) == 10 {
+		return nil
+	}
+	if err := f.Bots.UnmarshalBinary(b[10:]); err != nil {
+		return fmt.Errorf("scoring: decoding fan state: %w", err)
+	}
 	return nil
 }
 

@@ -270,9 +270,25 @@ func (s *Store) Commit(ctx context.Context, c Checkpoint, enqueue EnqueueFunc) (
 		if err := writeExplanations(ctx, tx, c.Delta); err != nil {
 			return err
 		}
+		if err := writeTies(ctx, tx, c.Delta.FanFacts); err != nil {
+			return err
+		}
+		if err := writeClassified(ctx, tx, c.Delta.Classified); err != nil {
+			return err
+		}
 		var jobs []DeliveryJob
 		var refused []offers.Decision
 		for _, o := range c.Delta.Offers {
+			// The consumer gates on its live signals; an account the
+			// scheduled job, the watch list or a marketer made automated
+			// is refused here (F14).
+			if why, automated, err := classifiedAutomated(ctx, tx, o.FanID); err != nil {
+				return err
+			} else if automated {
+				refused = append(refused, offers.Decision{Key: o.Key(), RuleVersion: o.RuleVersion, Reason: offers.ReasonAutomated,
+					Detail: why, Index: o.IndexValue, EventID: o.EventID, At: o.IssuedAt})
+				continue
+			}
 			ok, err := insertOffer(ctx, tx, o, c.Partition)
 			switch {
 			case errors.Is(err, errOverBudget), errors.Is(err, errNoCodes):

@@ -141,13 +141,12 @@ func (s *Store) CreateToken(ctx context.Context, orgID string, role Role, name s
 	if err := invalid(problems...); err != nil {
 		return Token{}, "", err
 	}
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return Token{}, "", fmt.Errorf("generating token: %w", err)
+	value, err := newSecret(TokenPrefix)
+	if err != nil {
+		return Token{}, "", err
 	}
-	value := TokenPrefix + base64.RawURLEncoding.EncodeToString(secret)
 	t := Token{ID: uuid.New(), OrgID: orgID, Role: role, Name: name}
-	err := s.pool.QueryRow(ctx, `INSERT INTO api_tokens (id, org_id, role, name, token_hash) VALUES ($1, $2, $3, $4, $5)
+	err = s.pool.QueryRow(ctx, `INSERT INTO api_tokens (id, org_id, role, name, token_hash) VALUES ($1, $2, $3, $4, $5)
 		RETURNING created_at`, t.ID, orgID, string(role), name, HashKey(value)).Scan(&t.CreatedAt)
 	if isForeignKeyViolation(err) {
 		return Token{}, "", fmt.Errorf("organization %s: %w", orgID, ErrNotFound)
@@ -519,4 +518,13 @@ func isForeignKeyViolation(err error) bool {
 func isCheckViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23514"
+}
+
+// newSecret returns prefix and 32 random bytes, base64url: a bearer credential.
+func newSecret(prefix string) (string, error) {
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return "", fmt.Errorf("generating credential: %w", err)
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(secret), nil
 }

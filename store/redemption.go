@@ -40,6 +40,10 @@ type RedeemRequest struct {
 	PartnerID string
 	// At is when the fan redeems; zero: now.
 	At time.Time
+	// Agent, when set, is the declared agent redeeming for the fan (F15):
+	// the redemption and an agent action are attributed to it, and its
+	// reaction time is never evidence against the fan.
+	Agent *uuid.UUID
 }
 
 // Redemption is a redeemed offer, with the fan's reaction times.
@@ -108,10 +112,10 @@ func (s *Store) Redeem(ctx context.Context, r RedeemRequest) (Redemption, error)
 		err = tx.QueryRow(ctx, `WITH o AS (
 				UPDATE offers SET status = 'redeemed', redeemed_at = $2 WHERE id = $1
 				RETURNING id, fan_id, rule_id, tier, COALESCE(delivered_at, issued_at) AS sent_at, opened_at, redeemed_at)
-			INSERT INTO redemptions (offer_id, fan_id, partner_id, rule_id, tier, sent_at, opened_at, redeemed_at)
-			SELECT id, fan_id, $3, rule_id, tier, sent_at, opened_at, redeemed_at FROM o
+			INSERT INTO redemptions (offer_id, fan_id, partner_id, rule_id, tier, sent_at, opened_at, redeemed_at, agent_id, by_agent)
+			SELECT id, fan_id, $3, rule_id, tier, sent_at, opened_at, redeemed_at, $4, $4::uuid IS NOT NULL FROM o
 			RETURNING sent_at, opened_at, redeemed_at, sent_to_opened_ms, sent_to_redeemed_ms`,
-			r.OfferID, at, r.PartnerID).Scan(&red.SentAt, &red.OpenedAt, &red.RedeemedAt, &openMS, &redeemMS)
+			r.OfferID, at, r.PartnerID, r.Agent).Scan(&red.SentAt, &red.OpenedAt, &red.RedeemedAt, &openMS, &redeemMS)
 		if err != nil {
 			return fmt.Errorf("recording redemption: %w", err)
 		}
@@ -132,6 +136,9 @@ func (s *Store) Redeem(ctx context.Context, r RedeemRequest) (Redemption, error)
 		}
 		if limited && !took {
 			return ErrSoldOut
+		}
+		if r.Agent != nil {
+			return recordAgentAction(ctx, tx, *r.Agent, r.FanID, "redeem", r.OfferID.String())
 		}
 		return nil
 	})

@@ -5,6 +5,7 @@
 //	crescendo bench   measure the consumer path against a bare reader
 //	crescendo orgs|tokens|performers   bootstrap marketer organizations and their tokens
 //	crescendo rules   manage offer rules through the HTTP API
+//	crescendo bots-eval   evaluate bot detection on a generated population
 package main
 
 import (
@@ -36,6 +37,7 @@ commands:
   performers assign --org ID --performer ID         give an organization a performer
   tokens create --org ID --role admin --name NAME   print a new marketer API token, once
   rules apply|list|get|activate|deactivate|dry-run  manage offer rules through the HTTP API (CRESCENDO_URL, CRESCENDO_TOKEN)
+  bots-eval [--matrix FILE] [--seed N]              classify a generated population of humans and bots, print precision and recall
 `
 
 func main() {
@@ -64,6 +66,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runAdmin(ctx, args, getenv, stdout, stderr)
 	case "rules":
 		return runRules(ctx, args[1:], getenv, stdout, stderr)
+	case "bots-eval":
+		return runBotsEval(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

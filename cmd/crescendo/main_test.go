@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -142,5 +143,25 @@ func TestDemoStopsOnSIGTERMWithASummary(t *testing.T) {
 	}
 	if !signalled || !strings.Contains(out.String(), "summary after") {
 		t.Fatalf("no progress or no summary; output:\n%s", out.String())
+	}
+}
+
+func TestBotsEvalWritesMatrix(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.csv")
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"bots-eval", "--humans", "2000", "--agents", "50", "--naive-bots", "50",
+		"--careful-bots", "50", "--rings", "3", "--resellers", "20", "--matrix", path}, func(string) string { return "" }, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), "truth \\ predicted,human,suspect,automated\n") || strings.Count(string(b), "\n") != 4 {
+		t.Fatalf("matrix file:\n%s", b)
+	}
+	if !strings.Contains(out.String(), "automated ") {
+		t.Fatalf("report without the automated class:\n%s", out.String())
 	}
 }
