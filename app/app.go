@@ -304,6 +304,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	}
 	if a.Console, err = console.New(console.Config{
 		API: handler, Auth: a.Store, Offers: a.Store, Stats: a.Store, Scorers: a.Scorers, CSRFKey: csrfKey,
+		Classifications: consoleClasses{a.Store},
 		InsecureCookies: strings.HasPrefix(s.PublicBaseURL, "http://"), Logger: logger,
 	}); err != nil {
 		return nil, err

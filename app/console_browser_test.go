@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/crescendo-hq/crescendo/bots"
 	"github.com/crescendo-hq/crescendo/store"
 )
 
@@ -170,7 +171,11 @@ func TestConsoleInARealBrowser(t *testing.T) {
 		if _, marketerToken, err = st.CreateToken(ctx, "acme", store.RoleMarketer, "console test"); err != nil {
 			return err
 		}
-		_, viewerToken, err = st.CreateToken(ctx, "acme", store.RoleViewer, "console viewer")
+		if _, viewerToken, err = st.CreateToken(ctx, "acme", store.RoleViewer, "console viewer"); err != nil {
+			return err
+		}
+		// A marketer's override: the explanation shows the class and why.
+		_, err = st.SetBotOverride(ctx, late.id, bots.Suspect, "watching a resale pattern", "console test")
 		return err
 	})
 	defer a.Shutdown(context.Background())
@@ -204,8 +209,8 @@ func TestConsoleInARealBrowser(t *testing.T) {
 	b.shot("01-signin-refused")
 	b.do("signing in", chromedp.SetValue(css(`#token`), marketerToken),
 		chromedp.Submit(css(`#token`)), chromedp.WaitVisible(css(`#timeline-h`)))
-	if got := b.text(`#shares-h + p`); !strings.Contains(got, "Not available") {
-		t.Errorf("overview shares: %q, want an honest not available", got)
+	if got := b.text(`#shares-h + p`); !strings.Contains(got, "classified fans") {
+		t.Errorf("overview shares: %q, want the count of classified fans", got)
 	}
 	b.shot("02-overview")
 
@@ -291,8 +296,11 @@ lifetime: 48h
 	if items := b.text(`#items-h + div`); !strings.Contains(items, "u-late-3") {
 		t.Errorf("contributions: %q, want the listens that earned the index", items)
 	}
-	if got := b.text(`#class-h + p`); !strings.Contains(got, "Not available") {
-		t.Errorf("classification: %q, want not available", got)
+	if got := b.text(`#class-h + p`); !strings.Contains(got, "suspect") {
+		t.Errorf("classification: %q, want the marketer's suspect", got)
+	}
+	if got := b.text(`#class-h ~ ul`); !strings.Contains(got, "watching a resale pattern") {
+		t.Errorf("classification reasons: %q, want the override's note", got)
 	}
 	b.shot("07-fan")
 

@@ -442,3 +442,26 @@ func (s *Store) FanKnownToOrg(ctx context.Context, orgID string, fan uuid.UUID) 
 	}
 	return ok, nil
 }
+
+// ClassShares counts, by class, the fans with index contributions to the
+// organization's performers; a fan never classified counts as unknown.
+func (s *Store) ClassShares(ctx context.Context, orgID string) (map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT COALESCE(fc.class, 'unknown'), count(*)
+		FROM (SELECT DISTINCT c.fan_id FROM contributions c JOIN performers p ON p.id = c.performer_id WHERE p.org_id = $1) f
+		LEFT JOIN fan_classifications fc ON fc.fan_id = f.fan_id
+		GROUP BY 1`, orgID)
+	if err != nil {
+		return nil, fmt.Errorf("counting fans by class: %w", err)
+	}
+	out := map[string]int{}
+	for rows.Next() {
+		var class string
+		var n int
+		if err := rows.Scan(&class, &n); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("counting fans by class: %w", err)
+		}
+		out[class] = n
+	}
+	return out, rows.Err()
+}

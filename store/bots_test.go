@@ -166,3 +166,36 @@ func TestClassificationReachesQueuesOffersAndOverrides(t *testing.T) {
 		t.Fatalf("unwatching twice: %v", err)
 	}
 }
+
+// TestClassSharesCountsTheOrganizationsFans counts, for the console's plot,
+// only fans with contributions to the organization's own performers, each
+// once, by class.
+func TestClassSharesCountsTheOrganizationsFans(t *testing.T) {
+	s := open(t)
+	queueCatalog(t, s)
+	ctx := t.Context()
+	must(t, s.PutPerformer(ctx, "other", "Another org's performer"))
+	fans := seedFans(t, s, "c", 5)
+	contribute := func(fan uuid.UUID, performer string) {
+		_, err := s.Pool().Exec(ctx, `INSERT INTO contributions (fan_id, performer_id, signal, points, event_id, at)
+			VALUES ($1, $2, 'stream', 1, 'p/e', now())`, fan, performer)
+		must(t, err)
+	}
+	for _, f := range fans[:4] {
+		contribute(f, "perf")
+		contribute(f, "perf") // twice: still one fan
+	}
+	contribute(fans[4], "other") // not this organization's
+	must(t, s.SetFanClassification(ctx, fans[0], queue.Automated, "reacts in 40 ms"))
+	_, err := s.SetBotOverride(ctx, fans[1], bots.Suspect, "resale pattern", "test")
+	must(t, err)
+	_, err = s.SetBotOverride(ctx, fans[4], bots.Automated, "not acme's", "test")
+	must(t, err)
+
+	got, err := s.ClassShares(ctx, "acme")
+	must(t, err)
+	want := map[string]int{"automated": 1, "suspect": 1, "unknown": 2}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("class shares %v, want %v", got, want)
+	}
+}
