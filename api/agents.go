@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -169,6 +170,10 @@ func (s *server) agentJoinQueue(w http.ResponseWriter, r *http.Request, a store.
 		if !from.IsZero() {
 			w.Header().Set("Retry-After", strconv.FormatInt(int64(max(time.Until(from).Seconds(), 1)), 10))
 			writeCodedProblem(w, http.StatusConflict, "agent_hold", "agents join this queue from "+from.UTC().Format(time.RFC3339))
+			return
+		}
+		if errors.Is(err, store.ErrAgentsBarred) {
+			writeCodedProblem(w, http.StatusForbidden, "agents_barred", "this sale admits no agents; the fan may join in person")
 			return
 		}
 		s.queueFailure(w, r, err)

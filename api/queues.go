@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -193,11 +194,13 @@ type saleBody struct {
 	Sections map[string]string `json:"sections"`
 	// Automated is "relegate" (the default) or "bar".
 	Automated queue.Policy `json:"automated"`
+	// Agents is "hold" (the default) or "bar".
+	Agents queue.AgentPolicy `json:"agents"`
 }
 
 // settings reads the body's settings and lists every problem with them.
 func (b saleBody) settings() (queue.Settings, error) {
-	st := queue.Settings{BatchSize: b.BatchSize, Automated: b.Automated}
+	st := queue.Settings{BatchSize: b.BatchSize, Automated: b.Automated, Agents: cmp.Or(b.Agents, queue.AgentsHold)}
 	if st.Automated == "" {
 		st.Automated = queue.Relegate
 	}
@@ -223,6 +226,7 @@ type saleView struct {
 	BatchInterval string            `json:"batch_interval"`
 	Sections      map[string]string `json:"sections"`
 	Automated     queue.Policy      `json:"automated"`
+	Agents        queue.AgentPolicy `json:"agents"`
 	NextBatchAt   time.Time         `json:"next_batch_at"`
 	LastBatchAt   *time.Time        `json:"last_batch_at,omitempty"`
 	UpdatedAt     time.Time         `json:"updated_at"`
@@ -242,7 +246,7 @@ type saleQueueView struct {
 func newSaleView(st store.SaleStatus) saleView {
 	v := saleView{
 		ShowID: st.ShowID, OpensAt: st.OpensAt, BatchSize: st.BatchSize, BatchInterval: st.BatchInterval.String(),
-		Sections: st.Sections.Strings(), Automated: st.Automated, NextBatchAt: st.NextBatchAt, LastBatchAt: st.LastBatchAt,
+		Sections: st.Sections.Strings(), Automated: st.Automated, Agents: st.Agents, NextBatchAt: st.NextBatchAt, LastBatchAt: st.LastBatchAt,
 		UpdatedAt: st.UpdatedAt, Queues: make([]saleQueueView, len(st.Queues)),
 	}
 	for i, q := range st.Queues {

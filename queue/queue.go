@@ -95,6 +95,23 @@ const (
 // Valid reports whether p is one of the policies above.
 func (p Policy) Valid() bool { return p == Relegate || p == Bar }
 
+// AgentPolicy is what a sale does with fans' declared software agents (F15).
+// Under either, an agent never goes ahead of a person of the same tier by
+// speed alone.
+type AgentPolicy string
+
+const (
+	// AgentsHold admits agents from one batch interval after the sale opens,
+	// when the opening rush that reflexes would win is over; then they queue
+	// in their fan's tier like anyone.
+	AgentsHold AgentPolicy = "hold"
+	// AgentsBar admits no agents: fans join this sale themselves.
+	AgentsBar AgentPolicy = "bar"
+)
+
+// Valid reports whether p is one of the agent policies above.
+func (p AgentPolicy) Valid() bool { return p == AgentsHold || p == AgentsBar }
+
 // ErrBarred is Assign's answer for an automated account under the Bar policy.
 var ErrBarred = errors.New("automated accounts are barred from this sale")
 
@@ -235,6 +252,8 @@ type Settings struct {
 	Sections Sections
 	// Automated is what happens to accounts classified as automated.
 	Automated Policy
+	// Agents is what happens to declared agents joining for their fans.
+	Agents AgentPolicy
 }
 
 // Validate reports every problem with the settings, each as "field: reason".
@@ -248,6 +267,9 @@ func (s Settings) Validate() error {
 	}
 	if !s.Automated.Valid() {
 		problems = append(problems, fmt.Errorf("automated: must be %q or %q; got %q", Relegate, Bar, s.Automated))
+	}
+	if !s.Agents.Valid() {
+		problems = append(problems, fmt.Errorf("agents: must be %q or %q; got %q", AgentsHold, AgentsBar, s.Agents))
 	}
 	for _, t := range slices.Sorted(maps.Keys(s.Sections)) {
 		name := s.Sections[t]

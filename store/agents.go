@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/crescendo-hq/crescendo/queue"
 )
 
 // AgentPrefix starts every agent credential, so that it is told apart from
@@ -196,17 +198,25 @@ func (s *Store) AgentActions(ctx context.Context, fan uuid.UUID) ([]AgentAction,
 // ahead of people of the same tier by reflexes alone at the opening rush.
 var ErrAgentHold = errors.New("agents join a queue one batch interval after the sale opens")
 
+// ErrAgentsBarred is an agent joining the queue of a sale whose agent policy
+// bars agents: the fan may still join in person.
+var ErrAgentsBarred = errors.New("this sale admits no agents: the fan joins in person")
+
 // JoinQueueAsAgent joins the agent's fan to a show's queue as JoinQueue
 // does, under the agent policy, and records the action. The fan's class
 // still decides relegation: a declared agent does not launder a bot.
 func (s *Store) JoinQueueAsAgent(ctx context.Context, showID string, a Agent, now time.Time) (QueueEntry, bool, time.Time, error) {
 	var from time.Time
-	err := s.pool.QueryRow(ctx, `SELECT opens_at + batch_interval FROM sales WHERE show_id = $1`, showID).Scan(&from)
+	var policy string
+	err := s.pool.QueryRow(ctx, `SELECT opens_at + batch_interval, agents FROM sales WHERE show_id = $1`, showID).Scan(&from, &policy)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return QueueEntry{}, false, time.Time{}, fmt.Errorf("show %s: %w", showID, ErrNoSale)
 	}
 	if err != nil {
 		return QueueEntry{}, false, time.Time{}, fmt.Errorf("reading sale for agent: %w", err)
+	}
+	if queue.AgentPolicy(policy) == queue.AgentsBar {
+		return QueueEntry{}, false, time.Time{}, fmt.Errorf("show %s: %w", showID, ErrAgentsBarred)
 	}
 	if now.Before(from) {
 		return QueueEntry{}, false, from, fmt.Errorf("show %s: %w", showID, ErrAgentHold)

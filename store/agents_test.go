@@ -122,3 +122,35 @@ func TestAgentsJoinQueuesAfterTheOpeningRush(t *testing.T) {
 		t.Fatalf("actions %+v", actions)
 	}
 }
+
+// TestSaleThatBarsAgents: under the bar policy an agent cannot join at any
+// time, its fan still can, and the sale reads back its policy.
+func TestSaleThatBarsAgents(t *testing.T) {
+	s := open(t)
+	queueCatalog(t, s, "show")
+	ctx := t.Context()
+	_, err := s.PutSale(ctx, "acme", store.Sale{ShowID: "show", OpensAt: saleOpens, Settings: queue.Settings{
+		BatchSize: 10, BatchInterval: time.Minute, Automated: queue.Relegate, Agents: queue.AgentsBar,
+	}})
+	must(t, err)
+	sale, err := s.OrgSale(ctx, "acme", "show")
+	must(t, err)
+	if sale.Agents != queue.AgentsBar {
+		t.Fatalf("sale reads back agents %q, want bar", sale.Agents)
+	}
+	fan := seedFans(t, s, "u", 1)[0]
+	agent, _, err := s.CreateAgent(ctx, fan, "p", "QueueBot", []string{store.ScopeQueueJoin})
+	must(t, err)
+	agent.FanID = fan
+	if _, _, _, err := s.JoinQueueAsAgent(ctx, "show", agent, saleOpens.Add(time.Hour)); !errors.Is(err, store.ErrAgentsBarred) {
+		t.Fatalf("agent joining a sale that bars agents: %v, want ErrAgentsBarred", err)
+	}
+	if _, created, err := s.JoinQueue(ctx, "show", fan, saleOpens.Add(time.Hour)); err != nil || !created {
+		t.Fatalf("the fan in person: created %v, %v", created, err)
+	}
+	actions, err := s.AgentActions(ctx, fan)
+	must(t, err)
+	if len(actions) != 0 {
+		t.Fatalf("a refused agent has actions recorded: %+v", actions)
+	}
+}

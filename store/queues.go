@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -64,6 +65,7 @@ type SaleStatus struct {
 // listing every problem. Until a first batch is admitted, the first batch is
 // due when the sale opens; after that, one batch interval after the last.
 func (s *Store) PutSale(ctx context.Context, orgID string, sale Sale) (created bool, err error) {
+	sale.Agents = cmp.Or(sale.Agents, queue.AgentsHold)
 	if err := invalid(sale.Validate()); err != nil {
 		return false, err
 	}
@@ -82,15 +84,16 @@ func (s *Store) PutSale(ctx context.Context, orgID string, sale Sale) (created b
 			SELECT sh.id, COALESCE($3, sh.onsale_start, now()) AS opens_at FROM shows sh
 			JOIN performers p ON p.id = sh.performer_id
 			WHERE sh.id = $1 AND p.org_id = $2 FOR SHARE OF sh)
-		INSERT INTO sales AS sa (show_id, opens_at, batch_size, batch_interval, sections, automated, next_batch_at)
-		SELECT sh.id, sh.opens_at, $4, $5::float8 * interval '1 microsecond', $6, $7, sh.opens_at FROM sh
+		INSERT INTO sales AS sa (show_id, opens_at, batch_size, batch_interval, sections, automated, agents, next_batch_at)
+		SELECT sh.id, sh.opens_at, $4, $5::float8 * interval '1 microsecond', $6, $7, $8, sh.opens_at FROM sh
 		ON CONFLICT (show_id) DO UPDATE SET opens_at = excluded.opens_at, batch_size = excluded.batch_size,
 			batch_interval = excluded.batch_interval, sections = excluded.sections, automated = excluded.automated,
+			agents = excluded.agents,
 			next_batch_at = CASE WHEN sa.last_batch_at IS NULL THEN excluded.opens_at
 				ELSE GREATEST(sa.last_batch_at + excluded.batch_interval, excluded.opens_at) END,
 			updated_at = now()
 		RETURNING xmax = 0`, sale.ShowID, orgID, opens, sale.BatchSize, sale.BatchInterval.Microseconds(),
-		sections, string(sale.Automated)).Scan(&created)
+		sections, string(sale.Automated), string(sale.Agents)).Scan(&created)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, fmt.Errorf("show %s: %w", sale.ShowID, ErrNotFound)
 	}
@@ -112,15 +115,16 @@ func (s *Store) OrgSale(ctx context.Context, orgID, showID string) (SaleStatus, 
 		interval *int64
 		sections []byte
 		policy   *string
+		agents   *string
 		next     *time.Time
 		updated  *time.Time
 	)
 	err := s.pool.QueryRow(ctx, `SELECT sa.show_id IS NOT NULL, sa.opens_at, sa.batch_size,
-			(EXTRACT(EPOCH FROM sa.batch_interval) * 1000000)::bigint, sa.sections, sa.automated,
+			(EXTRACT(EPOCH FROM sa.batch_interval) * 1000000)::bigint, sa.sections, sa.automated, sa.agents,
 			sa.next_batch_at, sa.last_batch_at, sa.updated_at
 		FROM shows sh JOIN performers p ON p.id = sh.performer_id
 		LEFT JOIN sales sa ON sa.show_id = sh.id
-		WHERE sh.id = $1 AND p.org_id = $2`, showID, orgID).Scan(&hasSale, &opens, &size, &interval, &sections, &policy,
+		WHERE sh.id = $1 AND p.org_id = $2`, showID, orgID).Scan(&hasSale, &opens, &size, &interval, &sections, &policy, &agents,
 		&next, &st.LastBatchAt, &updated)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return SaleStatus{}, fmt.Errorf("show %s: %w", showID, ErrNotFound)
@@ -132,7 +136,7 @@ func (s *Store) OrgSale(ctx context.Context, orgID, showID string) (SaleStatus, 
 		return SaleStatus{}, fmt.Errorf("show %s: %w", showID, ErrNoSale)
 	}
 	st.OpensAt, st.BatchSize, st.BatchInterval = *opens, *size, time.Duration(*interval)*time.Microsecond
-	st.Automated, st.NextBatchAt, st.UpdatedAt = queue.Policy(*policy), *next, *updated
+	st.Automated, st.Agents, st.NextBatchAt, st.UpdatedAt = queue.Policy(*policy), queue.AgentPolicy(*agents), *next, *updated
 	if st.Sections, err = decodeSections(sections); err != nil {
 		return SaleStatus{}, err
 	}
