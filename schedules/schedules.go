@@ -53,7 +53,13 @@ type Scheduler struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	mu      sync.Mutex // guards stopped and wg.Add against Stop's wg.Wait
+	stopped bool
 }
+
+// ErrStopped is returned by RunNow once Stop has been called.
+var ErrStopped = errors.New("scheduler is stopped")
 
 // New validates every job's schedule and returns a scheduler; Start starts it.
 func New(cfg Config) (*Scheduler, error) {
@@ -105,7 +111,14 @@ func (s *Scheduler) RunNow(ctx context.Context, name string) error {
 }
 
 func (s *Scheduler) run(ctx context.Context, j Job) (err error) {
+	// A run must not start once Stop waits: WaitGroup.Add racing Wait is a misuse.
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return ErrStopped
+	}
 	s.wg.Add(1)
+	s.mu.Unlock()
 	defer s.wg.Done()
 	// Shutdown cancels every run, including those started by RunNow with their own ctx.
 	ctx, cancel := context.WithCancel(ctx)
@@ -139,6 +152,9 @@ func (s *Scheduler) run(ctx context.Context, j Job) (err error) {
 // Stop stops starting jobs and waits for running ones until ctx ends, then
 // cancels them and waits for them to return.
 func (s *Scheduler) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
 	done := s.cron.Stop()
 	var err error
 	select {

@@ -88,3 +88,22 @@ func TestStopCancelsRunningJobsAfterDeadline(t *testing.T) {
 		t.Fatalf("job error = %v, want context.Canceled", err)
 	}
 }
+
+func TestRunNowAfterStopRefuses(t *testing.T) {
+	r := &recordingRunner{}
+	s, err := New(Config{Runner: r, Jobs: []Job{{Name: "ok", Spec: "@every 1h",
+		Run: func(context.Context) (int64, error) { return 1, nil }}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if err := s.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RunNow(t.Context(), "ok"); !errors.Is(err, ErrStopped) {
+		t.Fatalf("RunNow after Stop = %v, want ErrStopped", err)
+	}
+	if len(r.runs) != 0 {
+		t.Fatalf("runs after Stop = %v", r.runs)
+	}
+}

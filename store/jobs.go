@@ -34,6 +34,14 @@ func (s *Store) RunJob(ctx context.Context, name string, now func() time.Time, f
 	if !got {
 		return ErrJobBusy
 	}
+	// Holding the lock proves no process is running this job, so any run still
+	// marked running belongs to a process that died mid-run: close it rather
+	// than leave the history claiming it is still going.
+	if _, err := s.pool.Exec(ctx, `UPDATE job_runs SET outcome = 'abandoned', finished_at = $2,
+		error = 'the process running it stopped before it finished' WHERE job = $1 AND outcome = 'running'`,
+		name, now()); err != nil {
+		return fmt.Errorf("closing abandoned runs of job %s: %w", name, err)
+	}
 	var runID int64
 	// The run row is written outside the lock's transaction so it survives a failed run.
 	if err := s.pool.QueryRow(ctx, `INSERT INTO job_runs (job, started_at) VALUES ($1, $2) RETURNING id`,

@@ -312,3 +312,23 @@ func TestFanHomeIsTheAccountItWasRegisteredWith(t *testing.T) {
 		t.Fatalf("after unlinking the first account: %+v %v", got, ok)
 	}
 }
+
+// A run left "running" by a process killed mid-job is closed as abandoned by
+// the next run, which could only take the lock because nobody holds it.
+func TestRunJobClosesAbandonedRuns(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	if _, err := s.Pool().Exec(ctx, `INSERT INTO job_runs (job, started_at) VALUES ('sweep', now() - interval '1 hour')`); err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.RunJob(ctx, "sweep", time.Now, func(context.Context) (int64, error) { return 1, nil }))
+	runs, err := s.JobRuns(ctx, 10)
+	must(t, err)
+	outcomes := map[string]int{}
+	for _, r := range runs {
+		outcomes[r.Outcome]++
+	}
+	if outcomes["abandoned"] != 1 || outcomes["ok"] != 1 || outcomes["running"] != 0 {
+		t.Fatalf("outcomes = %v", outcomes)
+	}
+}
