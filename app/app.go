@@ -239,48 +239,53 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	}
 
 	feedback := store.Feedback{Store: a.Store, Redeliver: a.Dispatcher.RedeliverTx}
+	jobs := []schedules.Job{{
+		Name: "offer-expiry", Spec: s.ExpirySchedule,
+		Run: func(ctx context.Context) (int64, error) { return a.Store.ExpireOffers(ctx, time.Now()) },
+	}, {
+		// Social queues admit their next batch when it is due (F12); each sale keeps its own pace.
+		Name: "queue-admission", Spec: "@every 1s",
+		Run: func(ctx context.Context) (int64, error) { return a.Store.AdmitDue(ctx, time.Now()) },
+	}, {
+		// A failure receipt that arrived before the worker recorded its send
+		// reopens the offer here instead (F18).
+		Name: "undelivered-reopen", Spec: "@every 1m",
+		Run: func(ctx context.Context) (int64, error) { return feedback.ReopenUndelivered(ctx, time.Now()) },
+	}, {
+		// Providers stop retrying webhooks within a day; their dedup keys can go after a week.
+		// Pushes are kept for resuming apps; a month covers any offer's life.
+		Name: "push-retention", Spec: "@every 1h",
+		Run: func(ctx context.Context) (int64, error) {
+			return a.Store.DeletePushesBefore(ctx, time.Now().Add(-30*24*time.Hour))
+		},
+	}, {
+		// A partner retries a batch within minutes; a day of keys is plenty.
+		Name: "ingest-keys-prune", Spec: "@hourly",
+		Run: func(ctx context.Context) (int64, error) {
+			return a.Store.PruneIngestRequests(ctx, time.Now().Add(-24*time.Hour))
+		},
+	}, {
+		Name: "webhook-events-prune", Spec: "@daily",
+		Run: func(ctx context.Context) (int64, error) {
+			return a.Store.PruneWebhookEvents(ctx, time.Now().Add(-7*24*time.Hour))
+		},
+	}, {
+		// Batch bot signals (F13): rings among social ties, reaction times to offers.
+		Name: "bot-detection", Spec: "@every 10m",
+		Run: func(ctx context.Context) (int64, error) { return a.Store.DetectBots(ctx, time.Now()) },
+	}}
+	if jobs, err = schedules.WithSpecs(jobs, s.JobSchedules); err != nil {
+		return nil, fmt.Errorf("JOB_SCHEDULES: %w", err)
+	}
 	a.Scheduler, err = schedules.New(schedules.Config{
-		Runner: a.Metrics.InstrumentJobRunner(a.Store, isJobBusy),
-		IsBusy: isJobBusy,
-		Logger: logger,
-		Jobs: []schedules.Job{{
-			Name: "offer-expiry", Spec: s.ExpirySchedule,
-			Run: func(ctx context.Context) (int64, error) { return a.Store.ExpireOffers(ctx, time.Now()) },
-		}, {
-			// Social queues admit their next batch when it is due (F12); each sale keeps its own pace.
-			Name: "queue-admission", Spec: "@every 1s",
-			Run: func(ctx context.Context) (int64, error) { return a.Store.AdmitDue(ctx, time.Now()) },
-		}, {
-			// A failure receipt that arrived before the worker recorded its send
-			// reopens the offer here instead (F18).
-			Name: "undelivered-reopen", Spec: "@every 1m",
-			Run: func(ctx context.Context) (int64, error) { return feedback.ReopenUndelivered(ctx, time.Now()) },
-		}, {
-			// Providers stop retrying webhooks within a day; their dedup keys can go after a week.
-			// Pushes are kept for resuming apps; a month covers any offer's life.
-			Name: "push-retention", Spec: "@every 1h",
-			Run: func(ctx context.Context) (int64, error) {
-				return a.Store.DeletePushesBefore(ctx, time.Now().Add(-30*24*time.Hour))
-			},
-		}, {
-			// A partner retries a batch within minutes; a day of keys is plenty.
-			Name: "ingest-keys-prune", Spec: "@hourly",
-			Run: func(ctx context.Context) (int64, error) {
-				return a.Store.PruneIngestRequests(ctx, time.Now().Add(-24*time.Hour))
-			},
-		}, {
-			Name: "webhook-events-prune", Spec: "@daily",
-			Run: func(ctx context.Context) (int64, error) {
-				return a.Store.PruneWebhookEvents(ctx, time.Now().Add(-7*24*time.Hour))
-			},
-		}, {
-			// Batch bot signals (F13): rings among social ties, reaction times to offers.
-			Name: "bot-detection", Spec: "@every 10m",
-			Run: func(ctx context.Context) (int64, error) { return a.Store.DetectBots(ctx, time.Now()) },
-		}},
+		Runner:   a.Metrics.InstrumentJobRunner(a.Store, isJobBusy),
+		IsBusy:   isJobBusy,
+		Logger:   logger,
+		Location: s.JobTimeZone,
+		Jobs:     jobs,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("scheduling jobs: %w", err)
 	}
 
 	handler, err := api.New(api.Config{

@@ -48,6 +48,8 @@ type Settings struct {
 	SessionGap          time.Duration     // SESSION_GAP
 	BatchLinger         time.Duration     // CHECKPOINT_LINGER
 	ExpirySchedule      string            // OFFER_EXPIRY_SCHEDULE
+	JobSchedules        map[string]string // JOB_SCHEDULES
+	JobTimeZone         *time.Location    // JOB_TIME_ZONE
 	RefreshInterval     time.Duration     // DIRECTORY_REFRESH
 	ShutdownTimeout     time.Duration     // SHUTDOWN_TIMEOUT
 	LogLevel            string            // LOG_LEVEL
@@ -106,6 +108,8 @@ var Vars = []Var{
 	{"SESSION_GAP", "30m", "Listening session gap (F8)."},
 	{"CHECKPOINT_LINGER", "20ms", "How long a partition batch waits for more events before it checkpoints."},
 	{"OFFER_EXPIRY_SCHEDULE", "@every 1m", "Cron expression of the offer expiry job."},
+	{"JOB_SCHEDULES", "", "Cron expressions of any periodic jobs, in place of their defaults: `name=expression` separated by `;`, e.g. `bot-detection=*/5 * * * *;webhook-events-prune=CRON_TZ=Europe/Berlin 0 3 * * *`. `crescendo serve` refuses an unknown job name or a bad expression."},
+	{"JOB_TIME_ZONE", "UTC", "IANA time zone the jobs' cron expressions are read in (one can still say `CRON_TZ=Zone` itself)."},
 	{"DIRECTORY_REFRESH", "5s", "How often partners, linked accounts and rules are reloaded into memory."},
 	{"SHUTDOWN_TIMEOUT", "20s", "How long shutdown waits for in-flight work."},
 	{"INGEST_RATE", "1000", "Events per second one partner may post to `POST /v1/events` on each replica (token bucket); 0: no limit. Over it: 429 with Retry-After."},
@@ -183,6 +187,8 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 		SessionGap:          dur("SESSION_GAP", "30m"),
 		BatchLinger:         dur("CHECKPOINT_LINGER", "20ms"),
 		ExpirySchedule:      get("OFFER_EXPIRY_SCHEDULE", "@every 1m"),
+		JobSchedules:        jobSpecs(get("JOB_SCHEDULES", ""), &errs),
+		JobTimeZone:         zone(get("JOB_TIME_ZONE", "UTC"), &errs),
 		RefreshInterval:     dur("DIRECTORY_REFRESH", "5s"),
 		ShutdownTimeout:     dur("SHUTDOWN_TIMEOUT", "20s"),
 		LogLevel:            get("LOG_LEVEL", "info"),
@@ -254,4 +260,36 @@ func ParseKeys(v string) (map[string][]byte, error) {
 		keys[id] = key
 	}
 	return keys, nil
+}
+
+// jobSpecs reads JOB_SCHEDULES: name=expression pairs separated by ";"
+// (cron expressions hold spaces and commas).
+func jobSpecs(v string, errs *[]error) map[string]string {
+	out := map[string]string{}
+	for part := range strings.SplitSeq(v, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, spec, ok := strings.Cut(part, "=")
+		name, spec = strings.TrimSpace(name), strings.TrimSpace(spec)
+		if !ok || name == "" || spec == "" {
+			*errs = append(*errs, fmt.Errorf("JOB_SCHEDULES: want name=expression pairs separated by ';'; got %q", part))
+			continue
+		}
+		if _, dup := out[name]; dup {
+			*errs = append(*errs, fmt.Errorf("JOB_SCHEDULES: job %q given twice", name))
+		}
+		out[name] = spec
+	}
+	return out
+}
+
+func zone(name string, errs *[]error) *time.Location {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("JOB_TIME_ZONE: %w", err))
+		return time.UTC
+	}
+	return loc
 }

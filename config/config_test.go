@@ -48,3 +48,35 @@ func TestFromEnvDefaultsAndErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestJobSchedulesAndZone reads per-job cron expressions (which hold spaces
+// and commas) and the jobs' time zone, and names what is wrong with bad ones.
+func TestJobSchedulesAndZone(t *testing.T) {
+	env := map[string]string{
+		"JOB_SCHEDULES": " bot-detection=*/5 * * * 1,3 ; webhook-events-prune=CRON_TZ=Europe/Berlin 0 3 * * * ;",
+		"JOB_TIME_ZONE": "America/New_York",
+	}
+	s, err := FromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"bot-detection": "*/5 * * * 1,3", "webhook-events-prune": "CRON_TZ=Europe/Berlin 0 3 * * *"}
+	if len(s.JobSchedules) != len(want) || s.JobSchedules["bot-detection"] != want["bot-detection"] || s.JobSchedules["webhook-events-prune"] != want["webhook-events-prune"] {
+		t.Fatalf("JobSchedules %q, want %q", s.JobSchedules, want)
+	}
+	if s.JobTimeZone.String() != "America/New_York" {
+		t.Fatalf("JobTimeZone %v", s.JobTimeZone)
+	}
+	for _, bad := range []map[string]string{
+		{"JOB_SCHEDULES": "bot-detection"},
+		{"JOB_SCHEDULES": "a=@hourly;a=@daily"},
+		{"JOB_TIME_ZONE": "Mars/Olympus_Mons"},
+	} {
+		_, err := FromEnv(func(k string) string { return bad[k] })
+		for k := range bad {
+			if err == nil || !strings.Contains(err.Error(), k) {
+				t.Errorf("%v: error %v does not name %s", bad, err, k)
+			}
+		}
+	}
+}

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -96,6 +98,28 @@ func New(cfg Config) (*Scheduler, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// WithSpecs returns jobs with the schedules in specs (job name → cron
+// expression) in place of their own, so operators can move any job without
+// a release. A name that is no job is an error, so a typo is not silently
+// ignored.
+func WithSpecs(jobs []Job, specs map[string]string) ([]Job, error) {
+	out := slices.Clone(jobs)
+	known := make(map[string]bool, len(out))
+	for i := range out {
+		known[out[i].Name] = true
+		if spec, ok := specs[out[i].Name]; ok {
+			out[i].Spec = spec
+		}
+	}
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(specs)) {
+		if !known[name] {
+			errs = append(errs, fmt.Errorf("no job named %q", name))
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 // Start starts the schedules.

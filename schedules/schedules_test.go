@@ -107,3 +107,29 @@ func TestRunNowAfterStopRefuses(t *testing.T) {
 		t.Fatalf("runs after Stop = %v", r.runs)
 	}
 }
+
+// TestWithSpecsReplacesSchedulesAndRefusesUnknownJobs: operators move jobs
+// by name; a misspelt name is an error, not a job that silently keeps its
+// default.
+func TestWithSpecsReplacesSchedulesAndRefusesUnknownJobs(t *testing.T) {
+	noop := func(context.Context) (int64, error) { return 0, nil }
+	jobs := []Job{{Name: "a", Spec: "@hourly", Run: noop}, {Name: "b", Spec: "@daily", Run: noop}}
+	got, err := WithSpecs(jobs, map[string]string{"b": "CRON_TZ=Europe/Berlin 0 3 * * *"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Spec != "@hourly" || got[1].Spec != "CRON_TZ=Europe/Berlin 0 3 * * *" || jobs[1].Spec != "@daily" {
+		t.Fatalf("specs %q, %q (input now %q)", got[0].Spec, got[1].Spec, jobs[1].Spec)
+	}
+	if _, err := WithSpecs(jobs, map[string]string{"bee": "@daily"}); err == nil || !strings.Contains(err.Error(), `"bee"`) {
+		t.Fatalf("unknown job: %v", err)
+	}
+	// A bad expression is refused when the scheduler is built.
+	bad, err := WithSpecs(jobs, map[string]string{"a": "every so often"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Runner: &recordingRunner{}, Jobs: bad}); err == nil || !strings.Contains(err.Error(), `job "a"`) {
+		t.Fatalf("bad expression: %v", err)
+	}
+}
