@@ -180,9 +180,17 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	s.stopped = true
 	s.mu.Unlock()
 	done := s.cron.Stop()
+	// Runs started by hand (RunNow) are not cron's: wait for those too, up
+	// to the same deadline, before cancelling anything.
+	finished := make(chan struct{})
+	go func() {
+		<-done.Done()
+		s.wg.Wait()
+		close(finished)
+	}()
 	var err error
 	select {
-	case <-done.Done():
+	case <-finished:
 	case <-ctx.Done():
 		err = fmt.Errorf("waiting for running jobs: %w", ctx.Err())
 	}

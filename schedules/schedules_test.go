@@ -133,3 +133,42 @@ func TestWithSpecsReplacesSchedulesAndRefusesUnknownJobs(t *testing.T) {
 		t.Fatalf("bad expression: %v", err)
 	}
 }
+
+// TestStopWaitsForRunningJobsUntilTheDeadline: a job started by hand that
+// finishes before the deadline is waited for, not cancelled.
+func TestStopWaitsForRunningJobsUntilTheDeadline(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	s, err := New(Config{Runner: &recordingRunner{}, Jobs: []Job{{Name: "steady", Spec: "@every 1h",
+		Run: func(ctx context.Context) (int64, error) {
+			close(started)
+			select {
+			case <-release:
+				return 1, nil
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	errc := make(chan error, 1)
+	go func() { errc <- s.RunNow(context.Background(), "steady") }()
+	<-started
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Stop(t.Context()) }() // no deadline but the test's
+	select {
+	case err := <-stopped:
+		t.Fatalf("Stop returned (%v) while the job was still running", err)
+	case err := <-errc:
+		t.Fatalf("the job ended (%v) before it was released: Stop cancelled it", err)
+	case <-time.After(100 * time.Millisecond): // the job is still running: release it
+	}
+	close(release)
+	if err := <-errc; err != nil {
+		t.Fatalf("job error = %v, want nil", err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Stop = %v", err)
+	}
+}
