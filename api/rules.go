@@ -241,7 +241,7 @@ func decodeRule(w http.ResponseWriter, r *http.Request) (rule offers.Rule, probl
 }
 
 // unknownRuleMembers names the members of a rule object, and of its tiers,
-// quiet hours and templates, that a rule does not have, sorted.
+// quiet hours, templates and schedule, that a rule does not have, sorted.
 func unknownRuleMembers(members map[string]json.RawMessage) []string {
 	var unknown []string
 	check := func(prefix string, raw json.RawMessage, known map[string]bool) {
@@ -269,6 +269,8 @@ func unknownRuleMembers(members map[string]json.RawMessage) []string {
 			check("quiet_hours.", raw, jsonFields(reflect.TypeFor[offers.QuietHours]()))
 		case k == "templates":
 			check("templates.", raw, jsonFields(reflect.TypeFor[offers.Templates]()))
+		case k == "schedule":
+			check("schedule.", raw, jsonFields(reflect.TypeFor[offers.Schedule]()))
 		}
 	}
 	slices.Sort(unknown)

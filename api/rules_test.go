@@ -328,9 +328,10 @@ func TestAnInvalidRuleIsRefusedWithEveryProblem(t *testing.T) {
 	body["quiet_hours"] = map[string]any{"start": "22:00", "end": "25:00", "mode": "later"}
 	body["holdout"] = 0.9
 	body["show_id"] = "sb"
+	body["schedule"] = map[string]any{"cron": "61 18 * * FRI", "time_zone": "Mars/Olympus", "duration": "all evening"}
 	r := d.call(t, http.StatusUnprocessableEntity, "PUT", "/v1/rules/broken", mkt, body)
 	want := []string{"lifetime", "tiers[0].perks[1]", "tiers[1].threshold", "tiers[1].perks[0]", "quiet_hours.end",
-		"quiet_hours.mode", "holdout", "condition", "show_id"}
+		"quiet_hours.mode", "holdout", "condition", "show_id", "schedule.cron", "schedule.time_zone", "schedule.duration"}
 	if got := r.problems(t); !sameSet(got, want) {
 		t.Fatalf("problems %v, want %v\n%s", got, want, r.body)
 	}
@@ -349,13 +350,22 @@ func TestAnInvalidRuleIsRefusedWithEveryProblem(t *testing.T) {
 	}
 	d.call(t, http.StatusNotFound, "GET", "/v1/rules/broken", mkt, nil)
 
+	// A valid schedule is kept as written.
+	body = ruleBody("a")
+	body["schedule"] = map[string]any{"cron": "0 18 * * FRI", "time_zone": "Europe/Berlin", "duration": "4h"}
+	d.call(t, http.StatusCreated, "PUT", "/v1/rules/fridays", mkt, body)
+	if got := d.call(t, http.StatusOK, "GET", "/v1/rules/fridays", mkt, nil).rule(t).Rule["schedule"]; fmt.Sprint(got) != "map[cron:0 18 * * FRI duration:4h time_zone:Europe/Berlin]" {
+		t.Fatalf("schedule read back as %v", got)
+	}
+
 	// Members a rule does not have are a 400 naming each, wherever they are.
 	body = ruleBody("a")
 	body["colour"] = "blue"
 	body["tiers"] = []any{map[string]any{"threshold": 10, "perks": []string{"presale"}, "thresold": 12}}
 	body["quiet_hours"] = map[string]any{"start": "22:00", "end": "08:00", "mode": "hold", "tz": "UTC"}
+	body["schedule"] = map[string]any{"cron": "0 18 * * *", "duration": "2h", "zone": "UTC"}
 	r = d.call(t, http.StatusBadRequest, "PUT", "/v1/rules/broken", mkt, body)
-	if detail := r.json(t)["detail"].(string); !strings.Contains(detail, "colour, quiet_hours.tz, tiers[0].thresold") {
+	if detail := r.json(t)["detail"].(string); !strings.Contains(detail, "colour, quiet_hours.tz, schedule.zone, tiers[0].thresold") {
 		t.Fatalf("unknown fields: %s", detail)
 	}
 	d.call(t, http.StatusBadRequest, "PUT", "/v1/rules/broken", mkt, json.RawMessage(`[1, 2]`))

@@ -121,6 +121,8 @@ type Rule struct {
 	IssueFrom, IssueUntil time.Time
 	// Templates are the rule's own messages (F19); nil: the built-in ones.
 	Templates *Templates
+	// Schedule, when set, says when the rule is active within its window.
+	Schedule *Schedule
 }
 
 var perkKinds = map[string]bool{"presale": false, "vip_upgrade": false, "backstage": false, "meet_and_greet": false,
@@ -221,6 +223,11 @@ func (r Rule) Validate() error {
 	}
 	if r.Holdout < 0 || r.Holdout > 0.5 {
 		add("holdout: must be between 0 and 0.5")
+	}
+	if r.Schedule != nil {
+		if _, err := r.Schedule.compile(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if !r.IssueFrom.IsZero() && !r.IssueUntil.IsZero() && !r.IssueUntil.After(r.IssueFrom) {
 		add("issue_until: must be after issue_from")

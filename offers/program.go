@@ -50,6 +50,7 @@ const (
 	ReasonAutomated      Reason = "automated_account"
 	ReasonBeforeWindow   Reason = "before_window"
 	ReasonAfterWindow    Reason = "after_window"
+	ReasonOffSchedule    Reason = "outside_schedule"
 	ReasonTooFar         Reason = "too_far_from_venue"
 	ReasonNoHome         Reason = "home_location_unknown"
 	ReasonCondition      Reason = "condition_false"
@@ -82,6 +83,7 @@ type Program struct {
 	cond cel.Program
 	// quiet hours as offsets from local midnight, parsed once
 	quietStart, quietEnd time.Duration
+	schedule             *activeWindows // nil: active all through the window
 }
 
 var celEnv = sync.OnceValues(func() (*cel.Env, error) {
@@ -114,6 +116,9 @@ func Compile(r Rule, s Show) (*Program, error) {
 	if q := r.QuietHours; q != nil {
 		p.quietStart, _ = clock(q.Start)
 		p.quietEnd, _ = clock(q.End)
+	}
+	if r.Schedule != nil {
+		p.schedule, _ = r.Schedule.compile() // Validate reported its errors
 	}
 	if strings.TrimSpace(r.Condition) != "" {
 		prg, err := compileCondition(r.Condition)
@@ -311,6 +316,11 @@ func (p *Program) check(c *Crossing, issued IssuedAt, tier int) (Reason, string)
 	}
 	if !until.IsZero() && !c.Now.Before(until) {
 		return ReasonAfterWindow, "offers closed " + until.Format(time.RFC3339)
+	}
+	if p.schedule != nil {
+		if on, next := p.schedule.active(c.Now); !on {
+			return ReasonOffSchedule, "the rule's schedule opens next at " + next.Format(time.RFC3339)
+		}
 	}
 	dist := -1.0
 	if c.Fan.HasHome {

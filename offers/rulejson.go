@@ -28,6 +28,7 @@ type ruleJSON struct {
 	IssueFrom      *time.Time  `json:"issue_from,omitempty"`
 	IssueUntil     *time.Time  `json:"issue_until,omitempty"`
 	Templates      *Templates  `json:"templates,omitempty"`
+	Schedule       *Schedule   `json:"schedule,omitempty"`
 }
 
 // MarshalJSON writes the rule as marketers write it.
@@ -35,7 +36,8 @@ func (r Rule) MarshalJSON() ([]byte, error) {
 	w := ruleJSON{ID: r.ID, Version: r.Version, Name: r.Name, PerformerID: r.PerformerID, ShowID: r.ShowID,
 		ProfileID: r.ProfileID, Tiers: r.Tiers, UpperThreshold: r.UpperThreshold, Condition: r.Condition,
 		Channels: r.Channels, Lifetime: r.Lifetime.String(), PerFanCap: r.PerFanCap, Budget: r.Budget,
-		QuietHours: r.QuietHours, MaxDistanceKm: r.MaxDistanceKm, Holdout: r.Holdout, Templates: r.Templates}
+		QuietHours: r.QuietHours, MaxDistanceKm: r.MaxDistanceKm, Holdout: r.Holdout, Templates: r.Templates,
+		Schedule: r.Schedule}
 	if r.Cooldown > 0 {
 		w.Cooldown = r.Cooldown.String()
 	}
@@ -75,7 +77,8 @@ func (r *Rule) UnmarshalJSON(b []byte) error {
 	*r = Rule{ID: w.ID, Version: w.Version, Name: w.Name, PerformerID: w.PerformerID, ShowID: w.ShowID,
 		ProfileID: w.ProfileID, Tiers: w.Tiers, UpperThreshold: w.UpperThreshold, Condition: w.Condition,
 		Channels: w.Channels, Lifetime: life, PerFanCap: w.PerFanCap, Cooldown: cool, Budget: w.Budget,
-		QuietHours: w.QuietHours, MaxDistanceKm: w.MaxDistanceKm, Holdout: w.Holdout, Templates: w.Templates}
+		QuietHours: w.QuietHours, MaxDistanceKm: w.MaxDistanceKm, Holdout: w.Holdout, Templates: w.Templates,
+		Schedule: w.Schedule}
 	if w.IssueFrom != nil {
 		r.IssueFrom = *w.IssueFrom
 	}

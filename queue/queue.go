@@ -252,7 +252,8 @@ type Settings struct {
 	Sections Sections
 	// Automated is what happens to accounts classified as automated.
 	Automated Policy
-	// Agents is what happens to declared agents joining for their fans.
+	// Agents is what happens to declared agents joining for their fans;
+	// empty: AgentsHold.
 	Agents AgentPolicy
 }
 
@@ -268,7 +269,7 @@ func (s Settings) Validate() error {
 	if !s.Automated.Valid() {
 		problems = append(problems, fmt.Errorf("automated: must be %q or %q; got %q", Relegate, Bar, s.Automated))
 	}
-	if !s.Agents.Valid() {
+	if s.Agents != "" && !s.Agents.Valid() {
 		problems = append(problems, fmt.Errorf("agents: must be %q or %q; got %q", AgentsHold, AgentsBar, s.Agents))
 	}
 	for _, t := range slices.Sorted(maps.Keys(s.Sections)) {
