@@ -83,6 +83,10 @@ type Config struct {
 	// Agents, when set, serves fans' declared agents (F15): partners manage
 	// them under /v1/users/{user_id}/agents, agents act under /v1/agent.
 	Agents Agents
+	// Jobs, when set, serves operators the periodic jobs' run history and
+	// runs by hand under /v1/jobs (F20), for callers with OperatorToken.
+	Jobs          Jobs
+	OperatorToken string
 	// Heartbeat is the interval of SSE comments that keep idle streams open through proxies.
 	Heartbeat time.Duration // default 15s
 	Logger    *slog.Logger
@@ -118,6 +122,7 @@ func New(cfg Config) (http.Handler, error) {
 	s.routeMarketerExplanations(mux)
 	s.routeBots(mux)
 	s.routeAgents(mux)
+	s.routeJobs(mux)
 	s.routeUnsubscribe(mux)
 	s.routeIngest(mux)
 	if err := s.routeWebhooks(mux); err != nil {

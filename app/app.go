@@ -295,6 +295,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 		Webhooks: api.Webhooks{Feedback: feedback, PublicBaseURL: s.PublicBaseURL, TwilioAuthToken: s.TwilioToken,
 			HelpText: s.TwilioHelpText, SendGridPublicKey: s.SendGridWebhookKey, ReplayWindow: s.WebhookReplayWindow},
 		Push: a.Push, Outbox: opts.Outbox, Logger: logger, Metrics: a.Metrics, Ingest: ingester,
+		Jobs: operatorJobs{a.Store, a.Scheduler}, OperatorToken: s.OperatorToken,
 		Ready: a.ready,
 		Bots:  a.Store, Agents: a.Store,
 	})

@@ -50,6 +50,7 @@ type Settings struct {
 	ExpirySchedule      string            // OFFER_EXPIRY_SCHEDULE
 	JobSchedules        map[string]string // JOB_SCHEDULES
 	JobTimeZone         *time.Location    // JOB_TIME_ZONE
+	OperatorToken       string            // OPERATOR_TOKEN
 	RefreshInterval     time.Duration     // DIRECTORY_REFRESH
 	ShutdownTimeout     time.Duration     // SHUTDOWN_TIMEOUT
 	LogLevel            string            // LOG_LEVEL
@@ -109,6 +110,7 @@ var Vars = []Var{
 	{"CHECKPOINT_LINGER", "20ms", "How long a partition batch waits for more events before it checkpoints."},
 	{"OFFER_EXPIRY_SCHEDULE", "@every 1m", "Cron expression of the offer expiry job."},
 	{"JOB_SCHEDULES", "", "Cron expressions of any periodic jobs, in place of their defaults: `name=expression` separated by `;`, e.g. `bot-detection=*/5 * * * *;webhook-events-prune=CRON_TZ=Europe/Berlin 0 3 * * *`. `crescendo serve` refuses an unknown job name or a bad expression."},
+	{"OPERATOR_TOKEN", "", "Secret bearer token of the operators' API (`/v1/jobs`: run history, runs by hand) and of `crescendo jobs`; empty: that API answers 403."},
 	{"JOB_TIME_ZONE", "UTC", "IANA time zone the jobs' cron expressions are read in (one can still say `CRON_TZ=Zone` itself)."},
 	{"DIRECTORY_REFRESH", "5s", "How often partners, linked accounts and rules are reloaded into memory."},
 	{"SHUTDOWN_TIMEOUT", "20s", "How long shutdown waits for in-flight work."},
@@ -189,6 +191,7 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 		ExpirySchedule:      get("OFFER_EXPIRY_SCHEDULE", "@every 1m"),
 		JobSchedules:        jobSpecs(get("JOB_SCHEDULES", ""), &errs),
 		JobTimeZone:         zone(get("JOB_TIME_ZONE", "UTC"), &errs),
+		OperatorToken:       get("OPERATOR_TOKEN", ""),
 		RefreshInterval:     dur("DIRECTORY_REFRESH", "5s"),
 		ShutdownTimeout:     dur("SHUTDOWN_TIMEOUT", "20s"),
 		LogLevel:            get("LOG_LEVEL", "info"),

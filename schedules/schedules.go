@@ -125,11 +125,17 @@ func WithSpecs(jobs []Job, specs map[string]string) ([]Job, error) {
 // Start starts the schedules.
 func (s *Scheduler) Start() { s.cron.Start() }
 
+// ErrUnknownJob is RunNow's answer for a name that is no job.
+var ErrUnknownJob = errors.New("no such job")
+
+// Names lists the jobs, sorted.
+func (s *Scheduler) Names() []string { return slices.Sorted(maps.Keys(s.jobs)) }
+
 // RunNow runs a job by name at once, under the same once-across-replicas guard.
 func (s *Scheduler) RunNow(ctx context.Context, name string) error {
 	j, ok := s.jobs[name]
 	if !ok {
-		return fmt.Errorf("no job named %q", name)
+		return fmt.Errorf("%w: %q", ErrUnknownJob, name)
 	}
 	return s.run(ctx, j)
 }

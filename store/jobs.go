@@ -71,10 +71,10 @@ type JobRun struct {
 	Error      string
 }
 
-// JobRuns returns the latest runs, newest first.
-func (s *Store) JobRuns(ctx context.Context, limit int) ([]JobRun, error) {
+// JobRuns returns the latest runs of job (every job when empty), newest first.
+func (s *Store) JobRuns(ctx context.Context, job string, limit int) ([]JobRun, error) {
 	rows, err := s.pool.Query(ctx, `SELECT id, job, started_at, finished_at, outcome, rows, COALESCE(error, '')
-		FROM job_runs ORDER BY started_at DESC, id DESC LIMIT $1`, limit)
+		FROM job_runs WHERE $2 = '' OR job = $2 ORDER BY started_at DESC, id DESC LIMIT $1`, limit, job)
 	if err != nil {
 		return nil, fmt.Errorf("reading job runs: %w", err)
 	}

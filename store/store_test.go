@@ -211,7 +211,7 @@ func TestExpireOffersAndRunJobOnceAcrossCallers(t *testing.T) {
 	if len(entered) != 0 {
 		t.Fatal("both callers entered the job")
 	}
-	runs, err := s.JobRuns(ctx, 10)
+	runs, err := s.JobRuns(ctx, "", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestExpireOffersAndRunJobOnceAcrossCallers(t *testing.T) {
 	if err := s.RunJob(ctx, "failing", time.Now, func(context.Context) (int64, error) { return 0, boom }); !errors.Is(err, boom) {
 		t.Fatalf("failing job: %v", err)
 	}
-	runs, _ = s.JobRuns(ctx, 1)
+	runs, _ = s.JobRuns(ctx, "", 1)
 	if runs[0].Job != "failing" || runs[0].Outcome != "error" || runs[0].Error != "boom" {
 		t.Fatalf("failed run recorded as %+v", runs[0])
 	}
@@ -322,7 +322,7 @@ func TestRunJobClosesAbandonedRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(t, s.RunJob(ctx, "sweep", time.Now, func(context.Context) (int64, error) { return 1, nil }))
-	runs, err := s.JobRuns(ctx, 10)
+	runs, err := s.JobRuns(ctx, "", 10)
 	must(t, err)
 	outcomes := map[string]int{}
 	for _, r := range runs {

@@ -37,6 +37,7 @@ commands:
   performers assign --org ID --performer ID         give an organization a performer
   tokens create --org ID --role admin --name NAME   print a new marketer API token, once
   rules apply|list|get|activate|deactivate|dry-run  manage offer rules through the HTTP API (CRESCENDO_URL, CRESCENDO_TOKEN)
+  jobs list [--job NAME] [--limit N] | run NAME    periodic jobs' run history, or run one now once across replicas (CRESCENDO_URL, OPERATOR_TOKEN)
   bots-eval [--matrix FILE] [--seed N]              classify a generated population of humans and bots, print precision and recall
 `
 
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runAdmin(ctx, args, getenv, stdout, stderr)
 	case "rules":
 		return runRules(ctx, args[1:], getenv, stdout, stderr)
+	case "jobs":
+		return runJobs(ctx, args[1:], getenv, stdout, stderr)
 	case "bots-eval":
 		return runBotsEval(args[1:], stdout, stderr)
 	case "help", "-h", "--help":

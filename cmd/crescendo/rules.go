@@ -151,9 +151,14 @@ type apiClient struct {
 }
 
 func newAPIClient(getenv func(string) string) (*apiClient, error) {
-	token := getenv("CRESCENDO_TOKEN")
+	return newAPIClientFor(getenv, "CRESCENDO_TOKEN", "a marketer token (crescendo tokens create makes one)")
+}
+
+// newAPIClientFor makes a client with the bearer token in tokenVar.
+func newAPIClientFor(getenv func(string) string, tokenVar, what string) (*apiClient, error) {
+	token := getenv(tokenVar)
 	if token == "" {
-		return nil, errors.New("CRESCENDO_TOKEN is not set: it takes a marketer token (crescendo tokens create makes one)")
+		return nil, fmt.Errorf("%s is not set: it takes %s", tokenVar, what)
 	}
 	base := strings.TrimSuffix(cmp.Or(getenv("CRESCENDO_URL"), "http://127.0.0.1:8080"), "/")
 	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
