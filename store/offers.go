@@ -41,7 +41,8 @@ type Delivery struct {
 	PresaleCode string
 	// Suppressed lists the channels whose contact point (the fan's phone for
 	// sms, email address for email) is suppressed now: opted out, bounced or
-	// refused for good (F18). Nothing may be sent over them.
+	// refused for good (F18), and push when the fan turned pushes off (in
+	// the partner's app, or at registration). Nothing may be sent over them.
 	Suppressed []offers.Channel
 }
 
@@ -58,6 +59,7 @@ func (s *Store) Delivery(ctx context.Context, offerID uuid.UUID) (Delivery, erro
 			ARRAY(SELECT DISTINCT channel FROM delivery_attempts a WHERE a.offer_id = o.id AND a.outcome = 'failed'),
 			ARRAY(SELECT s.channel FROM suppressions s WHERE s.lifted_at IS NULL
 				AND (s.channel = 'sms' AND s.address = f.phone OR s.channel = 'email' AND s.address = lower(f.email)))
+				|| CASE WHEN f.push_enabled THEN '{}'::text[] ELSE '{push}'::text[] END
 		FROM offers o
 		JOIN rules r ON r.id = o.rule_id
 		JOIN fans f ON f.id = o.fan_id
