@@ -61,6 +61,16 @@ func (s *server) orgFan(w http.ResponseWriter, r *http.Request, p store.Principa
 // actor names who changed something, for audit records: the organization and token, never a person.
 func actor(p store.Principal) string { return p.OrgID + "/" + p.TokenID.String() }
 
+// answerClassification answers the fan's current class and override log.
+func (s *server) answerClassification(w http.ResponseWriter, r *http.Request, fan uuid.UUID) {
+	c, err := s.cfg.Bots.FanClassification(r.Context(), fan)
+	if err != nil {
+		s.marketerError(w, r, err, noFan)
+		return
+	}
+	s.writeClassification(w, r, fan, c)
+}
+
 func (s *server) writeClassification(w http.ResponseWriter, r *http.Request, fan uuid.UUID, c store.BotClassification) {
 	log, err := s.cfg.Bots.BotOverrideLog(r.Context(), fan)
 	if err != nil {
@@ -75,12 +85,7 @@ func (s *server) getClassification(w http.ResponseWriter, r *http.Request, p sto
 	if !ok {
 		return
 	}
-	c, err := s.cfg.Bots.FanClassification(r.Context(), fan)
-	if err != nil {
-		s.marketerError(w, r, err, noFan)
-		return
-	}
-	s.writeClassification(w, r, fan, c)
+	s.answerClassification(w, r, fan)
 }
 
 // putClassification overrides a fan's class: {"class": "human", "note": "why"}.
@@ -143,12 +148,7 @@ func (s *server) putReseller(w http.ResponseWriter, r *http.Request, p store.Pri
 		s.marketerError(w, r, err, noFan)
 		return
 	}
-	c, err := s.cfg.Bots.FanClassification(r.Context(), fan)
-	if err != nil {
-		s.marketerError(w, r, err, noFan)
-		return
-	}
-	s.writeClassification(w, r, fan, c)
+	s.answerClassification(w, r, fan)
 }
 
 func (s *server) deleteReseller(w http.ResponseWriter, r *http.Request, p store.Principal) {

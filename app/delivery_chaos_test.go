@@ -143,9 +143,8 @@ func TestDeliveryChaosNoLossNoDuplicates(t *testing.T) {
 			seen["sms:"+k[1]]++
 		}
 	}
-	offerID := regexp.MustCompile(`"offer_id":"([0-9a-f-]{36})"`)
 	for _, m := range sb.SendGrid.Messages() {
-		if k := offerID.FindSubmatch(m.Raw); k != nil {
+		if k := offerIDInMail.FindSubmatch(m.Raw); k != nil {
 			seen["email:"+string(k[1])]++
 		}
 	}

@@ -454,14 +454,13 @@ func (s *Store) ClassShares(ctx context.Context, orgID string) (map[string]int, 
 		return nil, fmt.Errorf("counting fans by class: %w", err)
 	}
 	out := map[string]int{}
-	for rows.Next() {
-		var class string
-		var n int
-		if err := rows.Scan(&class, &n); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("counting fans by class: %w", err)
-		}
+	var class string
+	var n int
+	if _, err := pgx.ForEachRow(rows, []any{&class, &n}, func() error {
 		out[class] = n
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("counting fans by class: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
