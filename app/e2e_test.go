@@ -110,6 +110,11 @@ func (e *env) start(seed func(ctx context.Context, st *store.Store) error) *app.
 	return a
 }
 
+// fanZone is the seeded fans' time zone: one where it is about 14:00 when
+// the tests run, so texts fall inside the hours they may be sent in (08:00
+// to 21:00 in the fan's zone) whatever the time of day in UTC.
+var fanZone = zoneAtTwoPM(time.Now())
+
 func seedCatalog(ctx context.Context, st *store.Store, fans []fan) error {
 	if err := st.PutPartner(ctx, store.Partner{ID: partnerID, Name: "Streamly", APIKey: partnerKey}); err != nil {
 		return err
@@ -136,7 +141,7 @@ func seedCatalog(ctx context.Context, st *store.Store, fans []fan) error {
 		return err
 	}
 	for _, f := range fans {
-		if err := st.PutFan(ctx, store.Fan{ID: f.id, DisplayName: "Fan " + f.user, Phone: f.phone, Email: f.email, TimeZone: "UTC"}); err != nil {
+		if err := st.PutFan(ctx, store.Fan{ID: f.id, DisplayName: "Fan " + f.user, Phone: f.phone, Email: f.email, TimeZone: fanZone}); err != nil {
 			return err
 		}
 		if err := st.LinkAccount(ctx, partnerID, f.user, f.id); err != nil {

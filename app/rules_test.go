@@ -33,8 +33,13 @@ func TestRuleGatesOnTheLivePathAndADryRun(t *testing.T) {
 	friendly := fan{id: uuid.New(), user: "r-friendly", email: "friendly@example.com"}
 	loner := fan{id: uuid.New(), user: "r-loner", phone: "+14155550199"}
 	now := time.Now().UTC().Truncate(time.Second)
-	// Quiet hours around now in UTC, the fans' zone.
-	quiet := &offers.QuietHours{Start: now.Add(-time.Hour).Format("15:04"), End: now.Add(time.Hour).Format("15:04"), Mode: offers.QuietHold}
+	// Quiet hours around now in the fans' zone.
+	zone, err := time.LoadLocation(fanZone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := now.In(zone)
+	quiet := &offers.QuietHours{Start: local.Add(-time.Hour).Format("15:04"), End: local.Add(time.Hour).Format("15:04"), Mode: offers.QuietHold}
 	base := func(id string) offers.Rule {
 		return offers.Rule{ID: id, PerformerID: "aurora", ShowID: "roundhouse", Lifetime: 24 * time.Hour,
 			Tiers: []offers.Tier{{Threshold: 5, Perks: []string{"presale"}}}, Channels: []offers.Channel{offers.ChannelEmail, offers.ChannelSMS}}
