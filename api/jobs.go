@@ -18,8 +18,9 @@ type Jobs interface {
 	JobNames() []string
 	JobRuns(ctx context.Context, job string, limit int) ([]store.JobRun, error)
 	// RunJobNow runs the job here unless another replica is running it
-	// (ErrJobBusy) or it is no job (ErrNoJob).
-	RunJobNow(ctx context.Context, name string) error
+	// (ErrJobBusy) or it is no job (ErrNoJob), and returns its recorded run,
+	// with the job's own error when it failed.
+	RunJobNow(ctx context.Context, name string) (store.JobRun, error)
 }
 
 // ErrJobBusy and ErrNoJob are what a Jobs implementation answers for a job
@@ -66,10 +67,13 @@ type jobRunView struct {
 	Outcome    string     `json:"outcome"`
 	Rows       int64      `json:"rows"`
 	Error      string     `json:"error,omitempty"`
+	Scheduled  bool       `json:"scheduled"`
+	Instance   string     `json:"instance"`
 }
 
 func viewRun(j store.JobRun) jobRunView {
-	return jobRunView{ID: j.ID, Job: j.Job, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, Outcome: j.Outcome, Rows: j.Rows, Error: j.Error}
+	return jobRunView{ID: j.ID, Job: j.Job, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, Outcome: j.Outcome, Rows: j.Rows, Error: j.Error,
+		Scheduled: j.Scheduled, Instance: j.Instance}
 }
 
 func (s *server) listJobs(w http.ResponseWriter, _ *http.Request) {
@@ -103,7 +107,7 @@ func (s *server) listJobRuns(w http.ResponseWriter, r *http.Request) {
 // request, so a client that goes away cancels it.
 func (s *server) runJob(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	err := s.cfg.Jobs.RunJobNow(r.Context(), name)
+	j, err := s.cfg.Jobs.RunJobNow(r.Context(), name)
 	switch {
 	case errors.Is(err, ErrNoJob):
 		writeCodedProblem(w, http.StatusNotFound, "no_such_job", "no job named "+strconv.Quote(name))
@@ -112,13 +116,11 @@ func (s *server) runJob(w http.ResponseWriter, r *http.Request) {
 		writeCodedProblem(w, http.StatusConflict, "job_running_elsewhere", "the job is running on another replica; its run is recorded there")
 		return
 	}
-	runs, rerr := s.cfg.Jobs.JobRuns(r.Context(), name, 1)
-	if rerr != nil || len(runs) == 0 {
-		s.logger.ErrorContext(r.Context(), "reading the job's run", slog.Any("error", errors.Join(err, rerr)))
+	if j.ID == 0 {
+		s.logger.ErrorContext(r.Context(), "running a job by hand", slog.String("job", name), slog.Any("error", err))
 		writeProblem(w, http.StatusInternalServerError, "")
 		return
 	}
-	j := runs[0]
 	status := http.StatusOK
 	if err != nil {
 		status = http.StatusInternalServerError

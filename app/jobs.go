@@ -23,13 +23,16 @@ func (j operatorJobs) JobRuns(ctx context.Context, job string, limit int) ([]sto
 	return j.st.JobRuns(ctx, job, limit)
 }
 
-func (j operatorJobs) RunJobNow(ctx context.Context, name string) error {
-	err := j.sched.RunNow(ctx, name)
+func (j operatorJobs) RunJobNow(ctx context.Context, name string) (store.JobRun, error) {
+	id, err := j.sched.RunNow(ctx, name)
 	switch {
 	case errors.Is(err, schedules.ErrUnknownJob):
-		return api.ErrNoJob
+		return store.JobRun{}, api.ErrNoJob
 	case isJobBusy(err):
-		return api.ErrJobBusy
+		return store.JobRun{}, api.ErrJobBusy
+	case id == 0:
+		return store.JobRun{}, err
 	}
-	return err
+	run, rerr := j.st.JobRunByID(ctx, id)
+	return run, errors.Join(err, rerr)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/crescendo-hq/crescendo/notifiers/email"
 	"github.com/crescendo-hq/crescendo/notifiers/sms"
 	"github.com/crescendo-hq/crescendo/pipeline"
+	"github.com/crescendo-hq/crescendo/schedules"
 	"github.com/crescendo-hq/crescendo/store"
 )
 
@@ -54,7 +55,7 @@ func (c checkpointer) Commit(ctx context.Context, cp store.Checkpoint) ([]uuid.U
 
 // JobRunner is what the scheduler runs jobs through.
 type JobRunner interface {
-	RunJob(ctx context.Context, name string, now func() time.Time, fn func(ctx context.Context) (int64, error)) error
+	RunJob(ctx context.Context, run schedules.Run, fn func(ctx context.Context) (int64, error)) (int64, error)
 }
 
 // InstrumentJobRunner counts every run of next by outcome and times the runs
@@ -69,10 +70,10 @@ type jobRunner struct {
 	m      *Metrics
 }
 
-func (j jobRunner) RunJob(ctx context.Context, name string, now func() time.Time, fn func(ctx context.Context) (int64, error)) error {
+func (j jobRunner) RunJob(ctx context.Context, run schedules.Run, fn func(ctx context.Context) (int64, error)) (int64, error) {
 	var began time.Time
 	ran := false
-	err := j.next.RunJob(ctx, name, now, func(ctx context.Context) (int64, error) {
+	id, err := j.next.RunJob(ctx, run, func(ctx context.Context) (int64, error) {
 		began, ran = time.Now(), true
 		return fn(ctx)
 	})
@@ -83,11 +84,11 @@ func (j jobRunner) RunJob(ctx context.Context, name string, now func() time.Time
 	case err != nil:
 		outcome = "error"
 	}
-	j.m.JobRuns.WithLabelValues(name, outcome).Inc()
+	j.m.JobRuns.WithLabelValues(run.Job, outcome).Inc()
 	if ran {
-		j.m.JobDuration.WithLabelValues(name).Observe(time.Since(began).Seconds())
+		j.m.JobDuration.WithLabelValues(run.Job).Observe(time.Since(began).Seconds())
 	}
-	return err
+	return id, err
 }
 
 // SMSSender sends texts (notifiers.SMSSender).

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -19,10 +20,26 @@ import (
 	"github.com/robfig/cron/v3"
 )
 
-// Runner runs fn once across replicas and records the run; it returns
-// ErrBusy-like errors when another replica holds the job (see Config.IsBusy).
+// Runner runs fn once across replicas and records the run, returning the
+// run's id. It returns busy errors (see Config.IsBusy) when another replica
+// holds the job, or already served this activation of its schedule.
 type Runner interface {
-	RunJob(ctx context.Context, name string, now func() time.Time, fn func(ctx context.Context) (int64, error)) error
+	RunJob(ctx context.Context, run Run, fn func(ctx context.Context) (int64, error)) (int64, error)
+}
+
+// Run is one run a Scheduler asks of its Runner.
+type Run struct {
+	Job string
+	// Scheduled is true for a run its schedule started, false for one asked by hand.
+	Scheduled bool
+	// Next is the job's schedule: the first activation after t. Every
+	// replica's cron fires for the same activation; a runner serves it once by
+	// skipping a scheduled run when Next(start of the last scheduled run) is
+	// still ahead, that is when this activation was already served.
+	Next func(t time.Time) time.Time
+	// Instance names the process, recorded with the run.
+	Instance string
+	Now      func() time.Time
 }
 
 // Job is a periodic job.
@@ -43,6 +60,8 @@ type Config struct {
 	IsBusy func(error) bool
 	Logger *slog.Logger
 	Clock  func() time.Time
+	// Instance names this process in the run history; default host/pid.
+	Instance string
 }
 
 // Scheduler runs jobs on their schedules.
@@ -51,6 +70,7 @@ type Scheduler struct {
 	cron   *cron.Cron
 	logger *slog.Logger
 	jobs   map[string]Job
+	next   map[string]func(time.Time) time.Time
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -75,8 +95,12 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.IsBusy == nil {
 		cfg.IsBusy = func(error) bool { return false }
 	}
+	if cfg.Instance == "" {
+		host, _ := os.Hostname()
+		cfg.Instance = fmt.Sprintf("%s/%d", host, os.Getpid())
+	}
 	logger := cmp.Or(cfg.Logger, slog.Default()).With(slog.String("component", "scheduler"))
-	s := &Scheduler{cfg: cfg, logger: logger, jobs: make(map[string]Job)}
+	s := &Scheduler{cfg: cfg, logger: logger, jobs: make(map[string]Job), next: make(map[string]func(time.Time) time.Time)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.cron = cron.New(cron.WithLocation(cfg.Location), cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
 	var errs []error
@@ -90,9 +114,15 @@ func New(cfg Config) (*Scheduler, error) {
 			continue
 		}
 		s.jobs[j.Name] = j
-		if _, err := s.cron.AddFunc(j.Spec, func() { _ = s.run(s.ctx, j) }); err != nil {
+		sched, err := parser.Parse(j.Spec)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("job %q: parsing schedule %q: %w", j.Name, j.Spec, err))
+			continue
 		}
+		// cron reads a spec without a CRON_TZ of its own in the zone of the
+		// time it is given, which for cron's own runs is the scheduler's.
+		s.next[j.Name] = func(t time.Time) time.Time { return sched.Next(t.In(cfg.Location)) }
+		s.cron.Schedule(sched, cron.FuncJob(func() { _, _ = s.run(s.ctx, j, true) }))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -131,21 +161,25 @@ var ErrUnknownJob = errors.New("no such job")
 // Names lists the jobs, sorted.
 func (s *Scheduler) Names() []string { return slices.Sorted(maps.Keys(s.jobs)) }
 
-// RunNow runs a job by name at once, under the same once-across-replicas guard.
-func (s *Scheduler) RunNow(ctx context.Context, name string) error {
+// RunNow runs a job by name at once, under the same once-across-replicas
+// guard, and returns its run's id.
+func (s *Scheduler) RunNow(ctx context.Context, name string) (int64, error) {
 	j, ok := s.jobs[name]
 	if !ok {
-		return fmt.Errorf("%w: %q", ErrUnknownJob, name)
+		return 0, fmt.Errorf("%w: %q", ErrUnknownJob, name)
 	}
-	return s.run(ctx, j)
+	return s.run(ctx, j, false)
 }
 
-func (s *Scheduler) run(ctx context.Context, j Job) (err error) {
+// parser is cron's standard one (five fields and descriptors), as cron.New uses.
+var parser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+func (s *Scheduler) run(ctx context.Context, j Job, scheduled bool) (id int64, err error) {
 	// A run must not start once Stop waits: WaitGroup.Add racing Wait is a misuse.
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
-		return ErrStopped
+		return 0, ErrStopped
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -156,7 +190,7 @@ func (s *Scheduler) run(ctx context.Context, j Job) (err error) {
 	stop := context.AfterFunc(s.ctx, cancel)
 	defer stop()
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 	guarded := func(ctx context.Context) (n int64, err error) {
 		// cron's default chain recovers nothing: a panicking job would kill the process.
@@ -167,7 +201,8 @@ func (s *Scheduler) run(ctx context.Context, j Job) (err error) {
 		}()
 		return j.Run(ctx)
 	}
-	err = s.cfg.Runner.RunJob(ctx, j.Name, s.cfg.Clock, guarded)
+	id, err = s.cfg.Runner.RunJob(ctx, Run{Job: j.Name, Scheduled: scheduled, Next: s.next[j.Name],
+		Instance: s.cfg.Instance, Now: s.cfg.Clock}, guarded)
 	switch {
 	case err == nil:
 		s.logger.DebugContext(ctx, "job ran", slog.String("job", j.Name))
@@ -176,7 +211,7 @@ func (s *Scheduler) run(ctx context.Context, j Job) (err error) {
 	default:
 		s.logger.ErrorContext(ctx, "running job", slog.String("job", j.Name), slog.Any("error", err))
 	}
-	return err
+	return id, err
 }
 
 // Stop stops starting jobs and waits for running ones until ctx ends, then

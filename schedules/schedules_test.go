@@ -18,15 +18,17 @@ type recordingRunner struct {
 	mu   sync.Mutex
 	runs []string
 	errs []error
+	last Run
 }
 
-func (r *recordingRunner) RunJob(ctx context.Context, name string, _ func() time.Time, fn func(context.Context) (int64, error)) error {
+func (r *recordingRunner) RunJob(ctx context.Context, run Run, fn func(context.Context) (int64, error)) (int64, error) {
 	_, err := fn(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.runs = append(r.runs, name)
+	r.runs = append(r.runs, run.Job)
 	r.errs = append(r.errs, err)
-	return err
+	r.last = run
+	return int64(len(r.runs)), err
 }
 
 func TestRunNowRecoversPanics(t *testing.T) {
@@ -38,14 +40,14 @@ func TestRunNowRecoversPanics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.RunNow(t.Context(), "boom")
+	_, err = s.RunNow(t.Context(), "boom")
 	if err == nil || !strings.Contains(err.Error(), "kaboom") {
 		t.Fatalf("panic not turned into an error: %v", err)
 	}
-	if err := s.RunNow(t.Context(), "ok"); err != nil {
+	if _, err := s.RunNow(t.Context(), "ok"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RunNow(t.Context(), "missing"); err == nil {
+	if _, err := s.RunNow(t.Context(), "missing"); err == nil {
 		t.Fatal("unknown job ran")
 	}
 	if len(r.runs) != 2 || r.runs[0] != "boom" || r.runs[1] != "ok" {
@@ -79,7 +81,7 @@ func TestStopCancelsRunningJobsAfterDeadline(t *testing.T) {
 	}
 	s.Start()
 	errc := make(chan error, 1)
-	go func() { errc <- s.RunNow(context.Background(), "slow") }()
+	go func() { _, err := s.RunNow(context.Background(), "slow"); errc <- err }()
 	<-started
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel() // deadline already passed: Stop must cancel the job rather than wait forever
@@ -100,7 +102,7 @@ func TestRunNowAfterStopRefuses(t *testing.T) {
 	if err := s.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RunNow(t.Context(), "ok"); !errors.Is(err, ErrStopped) {
+	if _, err := s.RunNow(t.Context(), "ok"); !errors.Is(err, ErrStopped) {
 		t.Fatalf("RunNow after Stop = %v, want ErrStopped", err)
 	}
 	if len(r.runs) != 0 {
@@ -153,7 +155,7 @@ func TestStopWaitsForRunningJobsUntilTheDeadline(t *testing.T) {
 	}
 	s.Start()
 	errc := make(chan error, 1)
-	go func() { errc <- s.RunNow(context.Background(), "steady") }()
+	go func() { _, err := s.RunNow(context.Background(), "steady"); errc <- err }()
 	<-started
 	stopped := make(chan error, 1)
 	go func() { stopped <- s.Stop(t.Context()) }() // no deadline but the test's
@@ -170,5 +172,35 @@ func TestStopWaitsForRunningJobsUntilTheDeadline(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Fatalf("Stop = %v", err)
+	}
+}
+
+// TestRunCarriesTheScheduleInItsZone: the runner decides whether an activation
+// was already served from Next, which must read the spec in the scheduler's
+// zone like cron does, and tell scheduled runs from runs by hand.
+func TestRunCarriesTheScheduleInItsZone(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recordingRunner{}
+	s, err := New(Config{Runner: r, Location: berlin, Instance: "here", Jobs: []Job{
+		{Name: "nightly", Spec: "0 3 * * *", Run: func(context.Context) (int64, error) { return 0, nil }},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Stop(t.Context()) }()
+	if _, err := s.RunNow(t.Context(), "nightly"); err != nil {
+		t.Fatal(err)
+	}
+	if r.last.Scheduled || r.last.Instance != "here" || r.last.Job != "nightly" {
+		t.Fatalf("run = %+v", r.last)
+	}
+	// 01:30 UTC on 29 March 2026 is 03:30 in Berlin (summer time began at 02:00 UTC+1):
+	// the next 03:00 there is the following day, 01:00 UTC.
+	from := time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC)
+	if got, want := r.last.Next(from), time.Date(2026, 3, 30, 1, 0, 0, 0, time.UTC); !got.Equal(want) {
+		t.Fatalf("Next(%v) = %v, want %v", from, got.UTC(), want)
 	}
 }

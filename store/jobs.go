@@ -8,31 +8,44 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/crescendo-hq/crescendo/schedules"
 )
 
 // ErrJobBusy is returned by RunJob when another process is running the job.
 var ErrJobBusy = errors.New("job is running elsewhere")
 
+// ErrJobServed is returned by RunJob for a scheduled run whose activation
+// another process already ran; it is a kind of ErrJobBusy.
+var ErrJobServed = fmt.Errorf("%w: this activation of its schedule already ran", ErrJobBusy)
+
 // RunJob runs fn at most once at a time across every process sharing the
 // database, holding a transaction-scoped advisory lock: a process that dies
-// releases it with its connection, so it never blocks the next run. Each run is
-// recorded in job_runs with its outcome and the rows fn reports it touched.
-func (s *Store) RunJob(ctx context.Context, name string, now func() time.Time, fn func(ctx context.Context) (int64, error)) error {
+// releases it with its connection, so it never blocks the next run. A
+// scheduled run also runs once per activation of the schedule, however many
+// replicas fire for it: holding the lock, it runs only if the activation after
+// the last scheduled run's start has come. Each run is recorded in job_runs
+// with its outcome and the rows fn reports it touched; RunJob returns its id.
+func (s *Store) RunJob(ctx context.Context, run schedules.Run, fn func(ctx context.Context) (int64, error)) (int64, error) {
+	name, now := run.Job, run.Now
+	if now == nil {
+		now = time.Now
+	}
 	h := fnv.New64a()
 	h.Write([]byte("job:" + name))
 	lockID := int64(h.Sum64())
 
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("starting job %s: %w", name, err)
+		return 0, fmt.Errorf("starting job %s: %w", name, err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	var got bool
 	if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", lockID).Scan(&got); err != nil {
-		return fmt.Errorf("locking job %s: %w", name, err)
+		return 0, fmt.Errorf("locking job %s: %w", name, err)
 	}
 	if !got {
-		return ErrJobBusy
+		return 0, ErrJobBusy
 	}
 	// Holding the lock proves no process is running this job, so any run still
 	// marked running belongs to a process that died mid-run: close it rather
@@ -40,13 +53,22 @@ func (s *Store) RunJob(ctx context.Context, name string, now func() time.Time, f
 	if _, err := s.pool.Exec(ctx, `UPDATE job_runs SET outcome = 'abandoned', finished_at = $2,
 		error = 'the process running it stopped before it finished' WHERE job = $1 AND outcome = 'running'`,
 		name, now()); err != nil {
-		return fmt.Errorf("closing abandoned runs of job %s: %w", name, err)
+		return 0, fmt.Errorf("closing abandoned runs of job %s: %w", name, err)
+	}
+	if run.Scheduled && run.Next != nil {
+		var last *time.Time
+		if err := s.pool.QueryRow(ctx, `SELECT max(started_at) FROM job_runs WHERE job = $1 AND scheduled`, name).Scan(&last); err != nil {
+			return 0, fmt.Errorf("reading job %s's last run: %w", name, err)
+		}
+		if last != nil && run.Next(*last).After(now()) {
+			return 0, ErrJobServed
+		}
 	}
 	var runID int64
 	// The run row is written outside the lock's transaction so it survives a failed run.
-	if err := s.pool.QueryRow(ctx, `INSERT INTO job_runs (job, started_at) VALUES ($1, $2) RETURNING id`,
-		name, now()).Scan(&runID); err != nil {
-		return fmt.Errorf("recording job %s: %w", name, err)
+	if err := s.pool.QueryRow(ctx, `INSERT INTO job_runs (job, started_at, scheduled, instance) VALUES ($1, $2, $3, $4) RETURNING id`,
+		name, now(), run.Scheduled, run.Instance).Scan(&runID); err != nil {
+		return 0, fmt.Errorf("recording job %s: %w", name, err)
 	}
 	rows, runErr := fn(ctx)
 	outcome, msg := "ok", ""
@@ -55,9 +77,9 @@ func (s *Store) RunJob(ctx context.Context, name string, now func() time.Time, f
 	}
 	if _, err := s.pool.Exec(context.WithoutCancel(ctx), `UPDATE job_runs SET finished_at = $2, outcome = $3, rows = $4, error = NULLIF($5, '')
 		WHERE id = $1`, runID, now(), outcome, rows, msg); err != nil {
-		return errors.Join(runErr, fmt.Errorf("recording job %s outcome: %w", name, err))
+		return runID, errors.Join(runErr, fmt.Errorf("recording job %s outcome: %w", name, err))
 	}
-	return runErr
+	return runID, runErr
 }
 
 // JobRun is one recorded run of a job.
@@ -69,11 +91,15 @@ type JobRun struct {
 	Outcome    string
 	Rows       int64
 	Error      string
+	// Scheduled tells a run its schedule started from one asked by hand.
+	Scheduled bool
+	// Instance names the process that ran it.
+	Instance string
 }
 
 // JobRuns returns the latest runs of job (every job when empty), newest first.
 func (s *Store) JobRuns(ctx context.Context, job string, limit int) ([]JobRun, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, job, started_at, finished_at, outcome, rows, COALESCE(error, '')
+	rows, err := s.pool.Query(ctx, `SELECT id, job, started_at, finished_at, outcome, rows, COALESCE(error, ''), scheduled, instance
 		FROM job_runs WHERE $2 = '' OR job = $2 ORDER BY started_at DESC, id DESC LIMIT $1`, limit, job)
 	if err != nil {
 		return nil, fmt.Errorf("reading job runs: %w", err)
@@ -83,4 +109,18 @@ func (s *Store) JobRuns(ctx context.Context, job string, limit int) ([]JobRun, e
 		return nil, fmt.Errorf("reading job runs: %w", err)
 	}
 	return out, nil
+}
+
+// JobRunByID returns one recorded run.
+func (s *Store) JobRunByID(ctx context.Context, id int64) (JobRun, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, job, started_at, finished_at, outcome, rows, COALESCE(error, ''), scheduled, instance
+		FROM job_runs WHERE id = $1`, id)
+	if err != nil {
+		return JobRun{}, fmt.Errorf("reading job run %d: %w", id, err)
+	}
+	run, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[JobRun])
+	if err != nil {
+		return JobRun{}, fmt.Errorf("reading job run %d: %w", id, err)
+	}
+	return run, nil
 }

@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/crescendo-hq/crescendo/internal/pgtemp"
 	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/pipeline"
+	"github.com/crescendo-hq/crescendo/schedules"
 	"github.com/crescendo-hq/crescendo/scoring"
 	"github.com/crescendo-hq/crescendo/sessions"
 	"github.com/crescendo-hq/crescendo/store"
@@ -192,11 +195,12 @@ func TestExpireOffersAndRunJobOnceAcrossCallers(t *testing.T) {
 	done := make(chan error, 2)
 	for range 2 {
 		go func() {
-			done <- s.RunJob(ctx, "offer-expiry", time.Now, func(ctx context.Context) (int64, error) {
+			_, err := s.RunJob(ctx, schedules.Run{Job: "offer-expiry"}, func(ctx context.Context) (int64, error) {
 				entered <- struct{}{}
 				<-release
 				return s.ExpireOffers(ctx, time.Now())
 			})
+			done <- err
 		}()
 	}
 	<-entered
@@ -224,7 +228,7 @@ func TestExpireOffersAndRunJobOnceAcrossCallers(t *testing.T) {
 	}
 	// A failing job is recorded with its error.
 	boom := errors.New("boom")
-	if err := s.RunJob(ctx, "failing", time.Now, func(context.Context) (int64, error) { return 0, boom }); !errors.Is(err, boom) {
+	if _, err := s.RunJob(ctx, schedules.Run{Job: "failing"}, func(context.Context) (int64, error) { return 0, boom }); !errors.Is(err, boom) {
 		t.Fatalf("failing job: %v", err)
 	}
 	runs, _ = s.JobRuns(ctx, "", 1)
@@ -321,7 +325,8 @@ func TestRunJobClosesAbandonedRuns(t *testing.T) {
 	if _, err := s.Pool().Exec(ctx, `INSERT INTO job_runs (job, started_at) VALUES ('sweep', now() - interval '1 hour')`); err != nil {
 		t.Fatal(err)
 	}
-	must(t, s.RunJob(ctx, "sweep", time.Now, func(context.Context) (int64, error) { return 1, nil }))
+	_, err := s.RunJob(ctx, schedules.Run{Job: "sweep"}, func(context.Context) (int64, error) { return 1, nil })
+	must(t, err)
 	runs, err := s.JobRuns(ctx, "", 10)
 	must(t, err)
 	outcomes := map[string]int{}
@@ -330,5 +335,43 @@ func TestRunJobClosesAbandonedRuns(t *testing.T) {
 	}
 	if outcomes["abandoned"] != 1 || outcomes["ok"] != 1 || outcomes["running"] != 0 {
 		t.Fatalf("outcomes = %v", outcomes)
+	}
+}
+
+// Every replica's cron fires for the same activation; only the first to take
+// the lock runs it, even when the others come after it has finished. A run by
+// hand is not an activation, and the next activation runs again.
+func TestRunJobServesEachActivationOnce(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	hourly := func(t time.Time) time.Time { return t.Truncate(time.Hour).Add(time.Hour) }
+	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	clock := func(d time.Duration) func() time.Time { return func() time.Time { return at.Add(d) } }
+	ran := 0
+	fn := func(context.Context) (int64, error) { ran++; return 0, nil }
+	run := func(instance string, d time.Duration, scheduled bool) error {
+		_, err := s.RunJob(ctx, schedules.Run{Job: "hourly", Scheduled: scheduled, Next: hourly, Instance: instance, Now: clock(d)}, fn)
+		return err
+	}
+	must(t, run("a", 2*time.Millisecond, true))
+	if err := run("b", 40*time.Millisecond, true); !errors.Is(err, store.ErrJobServed) || !errors.Is(err, store.ErrJobBusy) {
+		t.Fatalf("second replica for the same activation: %v, want ErrJobServed", err)
+	}
+	must(t, run("c", 20*time.Minute, false)) // by hand: runs whatever the schedule
+	if err := run("c", 30*time.Minute, true); !errors.Is(err, store.ErrJobServed) {
+		t.Fatalf("late replica for the same activation: %v", err)
+	}
+	must(t, run("b", time.Hour+time.Millisecond, true))
+	if ran != 3 {
+		t.Fatalf("ran %d times, want 3", ran)
+	}
+	runs, err := s.JobRuns(ctx, "hourly", 10)
+	must(t, err)
+	var got []string
+	for _, r := range runs {
+		got = append(got, fmt.Sprintf("%s/%v", r.Instance, r.Scheduled))
+	}
+	if want := []string{"b/true", "c/false", "a/true"}; !slices.Equal(got, want) {
+		t.Fatalf("runs %v, want %v", got, want)
 	}
 }
