@@ -70,7 +70,7 @@ func (s *Store) RunJob(ctx context.Context, run schedules.Run, fn func(ctx conte
 		name, now(), run.Scheduled, run.Instance).Scan(&runID); err != nil {
 		return 0, fmt.Errorf("recording job %s: %w", name, err)
 	}
-	rows, runErr := fn(ctx)
+	rows, runErr := s.holdingLock(ctx, tx, name, fn)
 	outcome, msg := "ok", ""
 	if runErr != nil {
 		outcome, msg = "error", runErr.Error()
@@ -123,4 +123,43 @@ func (s *Store) JobRunByID(ctx context.Context, id int64) (JobRun, error) {
 		return JobRun{}, fmt.Errorf("reading job run %d: %w", id, err)
 	}
 	return run, nil
+}
+
+// jobHeartbeat is how often a running job touches its lock's transaction.
+// The pool's idle_in_transaction_session_timeout (30 s) ends the transaction,
+// and so frees the lock, of a process that stopped answering without
+// dying; a live one keeps it by these heartbeats.
+const jobHeartbeat = 10 * time.Second
+
+// holdingLock runs fn while keeping the lock's transaction alive. Losing the
+// transaction means losing the lock, so fn's context is cancelled then: another
+// replica may start the job, and this run must not go on beside it.
+func (s *Store) holdingLock(ctx context.Context, tx pgx.Tx, name string, fn func(ctx context.Context) (int64, error)) (int64, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	beat := make(chan struct{})
+	go func() {
+		defer close(beat)
+		t := time.NewTicker(jobHeartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+					cancel(fmt.Errorf("losing job %s's lock: %w", name, err))
+					return
+				}
+			}
+		}
+	}()
+	n, err := fn(ctx)
+	close(done)
+	<-beat
+	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		err = errors.Join(err, cause)
+	}
+	return n, err
 }

@@ -63,6 +63,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if _, set := pcfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !set {
 		pcfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "30s"
 	}
+	// A process killed in the middle of a long statement (a job's delete, a
+	// lock wait) would leave its backend running it, and holding its locks,
+	// until the statement ends; Postgres polls the socket and stops it.
+	if _, set := pcfg.ConnConfig.RuntimeParams["client_connection_check_interval"]; !set {
+		pcfg.ConnConfig.RuntimeParams["client_connection_check_interval"] = "2s"
+	}
 	if cfg.CreateDatabase {
 		if err := createDatabase(ctx, pcfg.ConnConfig); err != nil {
 			return nil, err
