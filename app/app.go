@@ -270,6 +270,30 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 			return a.Store.PruneWebhookEvents(ctx, time.Now().Add(-7*24*time.Hour))
 		},
 	}, {
+		// F20 retention: per-event records and old offers' delivery attempts go;
+		// indexes and offers (with a summary of their attempts) stay.
+		Name: "retention", Spec: "@daily",
+		Run: func(ctx context.Context) (int64, error) {
+			p, err := a.Store.PurgeBefore(ctx, time.Now().Add(-s.RetentionAge))
+			logger.InfoContext(ctx, "retention", slog.Int64("contributions", p.Contributions), slog.Int64("decisions", p.Decisions),
+				slog.Int64("conversions", p.Conversions), slog.Int64("attempts", p.Attempts))
+			return p.Total(), err
+		},
+	}, {
+		// What a crash leaves half-done and nothing else tidies: runs of seldom
+		// jobs still marked running, presence rows of replicas that died.
+		// (Delivery jobs a dead worker held are River's rescuer's; their
+		// unknown sends are looked up at the provider before any retry.)
+		Name: "crash-sweep", Spec: "@every 5m",
+		Run: func(ctx context.Context) (int64, error) {
+			runs, err := a.Store.CloseAbandonedRuns(ctx, time.Now())
+			if err != nil {
+				return runs, err
+			}
+			presence, err := a.Store.DeleteExpiredPresence(ctx)
+			return runs + presence, err
+		},
+	}, {
 		// Batch bot signals (F13): rings among social ties, reaction times to offers.
 		Name: "bot-detection", Spec: "@every 10m",
 		Run: func(ctx context.Context) (int64, error) { return a.Store.DetectBots(ctx, time.Now()) },

@@ -49,6 +49,7 @@ type Settings struct {
 	BatchLinger         time.Duration     // CHECKPOINT_LINGER
 	ExpirySchedule      string            // OFFER_EXPIRY_SCHEDULE
 	JobSchedules        map[string]string // JOB_SCHEDULES
+	RetentionAge        time.Duration     // RETENTION_AGE
 	JobTimeZone         *time.Location    // JOB_TIME_ZONE
 	OperatorToken       string            // OPERATOR_TOKEN
 	RefreshInterval     time.Duration     // DIRECTORY_REFRESH
@@ -110,6 +111,7 @@ var Vars = []Var{
 	{"CHECKPOINT_LINGER", "20ms", "How long a partition batch waits for more events before it checkpoints."},
 	{"OFFER_EXPIRY_SCHEDULE", "@every 1m", "Cron expression of the offer expiry job."},
 	{"JOB_SCHEDULES", "", "Cron expressions of any periodic jobs, in place of their defaults: `name=expression` separated by `;`, e.g. `bot-detection=*/5 * * * *;webhook-events-prune=CRON_TZ=Europe/Berlin 0 3 * * *`. `crescendo serve` refuses an unknown job name or a bad expression."},
+	{"RETENTION_AGE", "2160h", "Age after which the `retention` job (daily) purges per-event records (contributions, offer decisions, conversions) and the delivery attempts of offers that expired; offers keep a summary of their attempts. At least 24h."},
 	{"OPERATOR_TOKEN", "", "Secret bearer token of the operators' API (`/v1/jobs`: run history, runs by hand) and of `crescendo jobs`; empty: that API answers 403."},
 	{"JOB_TIME_ZONE", "UTC", "IANA time zone the jobs' cron expressions are read in (one can still say `CRON_TZ=Zone` itself)."},
 	{"DIRECTORY_REFRESH", "5s", "How often partners, linked accounts and rules are reloaded into memory."},
@@ -190,6 +192,7 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 		BatchLinger:         dur("CHECKPOINT_LINGER", "20ms"),
 		ExpirySchedule:      get("OFFER_EXPIRY_SCHEDULE", "@every 1m"),
 		JobSchedules:        jobSpecs(get("JOB_SCHEDULES", ""), &errs),
+		RetentionAge:        dur("RETENTION_AGE", "2160h"),
 		JobTimeZone:         zone(get("JOB_TIME_ZONE", "UTC"), &errs),
 		OperatorToken:       get("OPERATOR_TOKEN", ""),
 		RefreshInterval:     dur("DIRECTORY_REFRESH", "5s"),
@@ -206,6 +209,10 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 	case "murmur2", "crc32", "fnv1a":
 	default:
 		errs = append(errs, fmt.Errorf("KAFKA_PARTITIONER: want murmur2, crc32 or fnv1a, got %q", s.Partitioner))
+	}
+	if s.RetentionAge > 0 && s.RetentionAge < 24*time.Hour {
+		// Offers live hours; a shorter age would purge attempts the dispatcher still reads.
+		errs = append(errs, fmt.Errorf("RETENTION_AGE: want at least 24h, got %s", s.RetentionAge))
 	}
 	s.DLQTopic = get("KAFKA_DLQ_TOPIC", s.Topic+".dlq")
 	s.PublicBaseURL = get("PUBLIC_BASE_URL", "http://"+s.HTTPAddr)

@@ -31,10 +31,7 @@ func (s *Store) RunJob(ctx context.Context, run schedules.Run, fn func(ctx conte
 	if now == nil {
 		now = time.Now
 	}
-	h := fnv.New64a()
-	h.Write([]byte("job:" + name))
-	lockID := int64(h.Sum64())
-
+	lockID := jobLockID(name)
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("starting job %s: %w", name, err)
@@ -162,4 +159,43 @@ func (s *Store) holdingLock(ctx context.Context, tx pgx.Tx, name string, fn func
 		err = errors.Join(err, cause)
 	}
 	return n, err
+}
+
+// jobLockID is the advisory lock that a job's runs hold.
+func jobLockID(name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("job:" + name))
+	return int64(h.Sum64())
+}
+
+// CloseAbandonedRuns marks abandoned every run still recorded running whose
+// job's lock nobody holds: its process died mid-run. A job's next run does
+// this for its own runs; this sweep does it for jobs that run seldom, so the
+// history does not claim for a day that a dead process is working.
+func (s *Store) CloseAbandonedRuns(ctx context.Context, now time.Time) (int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT job FROM job_runs WHERE outcome = 'running'`)
+	if err != nil {
+		return 0, fmt.Errorf("reading running jobs: %w", err)
+	}
+	jobs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("reading running jobs: %w", err)
+	}
+	var closed int64
+	for _, job := range jobs {
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var free bool
+			if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", jobLockID(job)).Scan(&free); err != nil || !free {
+				return err
+			}
+			tag, err := tx.Exec(ctx, `UPDATE job_runs SET outcome = 'abandoned', finished_at = $2,
+				error = 'the process running it stopped before it finished' WHERE job = $1 AND outcome = 'running'`, job, now)
+			closed += tag.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return closed, fmt.Errorf("closing abandoned runs of job %s: %w", job, err)
+		}
+	}
+	return closed, nil
 }

@@ -491,3 +491,14 @@ func nullableUUID(id uuid.UUID) *uuid.UUID {
 	}
 	return &id
 }
+
+// DeleteExpiredPresence deletes presence rows past their expiry: those of
+// replicas that died holding streams. Readers already ignore them; live
+// replicas delete them when they renew, and this sweep when none does.
+func (s *Store) DeleteExpiredPresence(ctx context.Context) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM push_presence WHERE expires_at < now()`)
+	if err != nil {
+		return 0, fmt.Errorf("deleting expired push presence: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}

@@ -375,3 +375,39 @@ func TestRunJobServesEachActivationOnce(t *testing.T) {
 		t.Fatalf("runs %v, want %v", got, want)
 	}
 }
+
+// The crash sweep closes runs of jobs whose lock is free, not of a job that
+// another process is running right now.
+func TestCloseAbandonedRunsSparesHeldJobs(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	for _, job := range []string{"nightly", "busy"} {
+		if _, err := s.Pool().Exec(ctx, `INSERT INTO job_runs (job, started_at) VALUES ($1, now() - interval '1 hour')`, job); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := make(chan struct{})
+	held := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.RunJob(ctx, schedules.Run{Job: "busy"}, func(context.Context) (int64, error) {
+			close(held)
+			<-release
+			return 0, nil
+		})
+		done <- err
+	}()
+	<-held
+	n, err := s.CloseAbandonedRuns(ctx, time.Now())
+	close(release)
+	must(t, err)
+	must(t, <-done)
+	if n != 1 {
+		t.Fatalf("closed %d runs, want nightly's 1", n)
+	}
+	runs, err := s.JobRuns(ctx, "nightly", 10)
+	must(t, err)
+	if len(runs) != 1 || runs[0].Outcome != "abandoned" {
+		t.Fatalf("nightly runs %+v", runs)
+	}
+}
