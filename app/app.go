@@ -198,7 +198,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 	a.Consumer, err = consumers.New(consumers.Config{
 		Brokers: a.Brokers, Topic: s.Topic, DLQTopic: s.DLQTopic, GroupID: s.GroupID,
 		Partitioner: s.Partitioner, RoutingSecret: routingSecret,
-		Decoder: decoder, Directory: a.Directory, Rules: a.Rules, Scorers: a.Scorers, Erasures: a.Directory,
+		Decoder: decoder, Directory: a.Directory, Rules: a.Rules, Scorers: a.Scorers, Erasures: a.Directory, Recomputes: a.Directory,
 		Checkpointer: a.Metrics.InstrumentCheckpointer(store.Checkpointer{Store: a.Store, Enqueue: a.Dispatcher.EnqueueTx}),
 		ObserveRead:  a.observeRead,
 		BatchLinger:  s.BatchLinger, SessionGap: s.SessionGap,
@@ -268,6 +268,14 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 		Name: "webhook-events-prune", Spec: "@daily",
 		Run: func(ctx context.Context) (int64, error) {
 			return a.Store.PruneWebhookEvents(ctx, time.Now().Add(-7*24*time.Hour))
+		},
+	}, {
+		// F5's scheduled recomputation: each partition's owner folds decay
+		// into its pairs and snapshots them; the run lasts until every
+		// partition has answered, so its rows are the pairs recomputed.
+		Name: "index-recompute", Spec: "0 4 * * *",
+		Run: func(ctx context.Context) (int64, error) {
+			return recomputeIndex(ctx, a.Store, s.GroupID, s.Topic, 10*time.Minute)
 		},
 	}, {
 		// F20 retention: per-event records and old offers' delivery attempts go;

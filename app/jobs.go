@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/crescendo-hq/crescendo/api"
 	"github.com/crescendo-hq/crescendo/schedules"
@@ -35,4 +37,30 @@ func (j operatorJobs) RunJobNow(ctx context.Context, name string) (store.JobRun,
 	}
 	run, rerr := j.st.JobRunByID(ctx, id)
 	return run, errors.Join(err, rerr)
+}
+
+// recomputeIndex asks every partition owner to recompute and waits, up to
+// patience, until each partition the group owns has answered. A partition
+// without an owner answers when one takes it.
+func recomputeIndex(ctx context.Context, st *store.Store, group, topic string, patience time.Duration) (int64, error) {
+	req, err := st.RequestRecompute(ctx, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, patience)
+	defer cancel()
+	poll := time.NewTicker(250 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		done, total, pairs, err := st.RecomputeProgress(ctx, req, group, topic)
+		if err == nil && done >= total {
+			return pairs, nil
+		}
+		select {
+		case <-ctx.Done():
+			return pairs, errors.Join(err, fmt.Errorf("%d of %d partitions recomputed within %s; the rest will when their owners read on: %w",
+				done, total, patience, context.Cause(ctx)))
+		case <-poll.C:
+		}
+	}
 }

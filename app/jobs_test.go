@@ -10,6 +10,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/crescendo-hq/crescendo/store"
 )
@@ -100,5 +104,47 @@ func TestOperatorsListAndRunJobsOnceAcrossReplicas(t *testing.T) {
 	}
 	if out, err := crescendo("wrong", "jobs", "list"); err == nil || !strings.Contains(out, "401") {
 		t.Fatalf("jobs list with a wrong token: %v\n%s", err, out)
+	}
+}
+
+// The index-recompute job (#7, F5) reaches every partition: each owner folds
+// decay into its pairs, snapshots them and answers in that checkpoint, and
+// the run ends once all have, counting the pairs.
+func TestIndexRecomputeJobReachesEveryPartition(t *testing.T) {
+	e := newEnv(t)
+	fans := []fan{{id: uuid.New(), user: "r1"}, {id: uuid.New(), user: "r2"}, {id: uuid.New(), user: "r3"}}
+	a := e.start(func(ctx context.Context, st *store.Store) error { return seedCatalog(ctx, st, fans) })
+	defer a.Shutdown(context.Background())
+	now := time.Now().UTC().Truncate(time.Second)
+	var msgs []kafka.Message
+	for _, f := range fans {
+		msgs = append(msgs, listen(f.user, f.user+"-1", now, "aurora", 2))
+	}
+	e.publish(msgs...)
+	ctx := t.Context()
+	count := func(sql string) (n int) {
+		t.Helper()
+		if err := a.Store.Pool().QueryRow(ctx, sql).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	eventually(t, 30*time.Second, "the three listens checkpointed", func() bool {
+		return count(`SELECT count(*) FROM contributions`) == 3
+	})
+	id, err := a.Scheduler.RunNow(ctx, "index-recompute")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := a.Store.JobRunByID(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Outcome != "ok" || run.Rows != 3 {
+		t.Fatalf("run %+v, want ok with the 3 pairs", run)
+	}
+	partitions := count(`SELECT count(*) FROM consumer_offsets`)
+	if acks := count(`SELECT count(*) FROM index_recompute_acks`); partitions == 0 || acks != partitions {
+		t.Fatalf("%d of %d partitions answered", acks, partitions)
 	}
 }

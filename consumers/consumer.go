@@ -36,6 +36,12 @@ type Checkpointer interface {
 	Commit(ctx context.Context, c store.Checkpoint) ([]uuid.UUID, error)
 }
 
+// Recomputes reports the newest request to recompute every partition's
+// index (0 for none); an owner answers each new one once.
+type Recomputes interface {
+	RecomputeRequested() int64
+}
+
 // Erasures reports erased fans with a version that changes when the set may have.
 type Erasures interface {
 	Erased() (fans map[uuid.UUID]struct{}, version uint64)
@@ -82,9 +88,10 @@ type Config struct {
 	// reads. The first checkpoint after a load always snapshots. Default 64.
 	SnapshotEvery int
 
-	// RecomputeEvery is how often a partition owner folds decay into its pair
-	// states and snapshots them (F5); default 6h.
-	RecomputeEvery time.Duration
+	// Recomputes, when set, asks partition owners to recompute: fold decay
+	// into their pair states and snapshot them (F5). The scheduled
+	// index-recompute job makes the requests.
+	Recomputes Recomputes
 
 	// CheckpointTimeout bounds the final checkpoint when a partition is given up.
 	CheckpointTimeout time.Duration // default 15s
@@ -170,7 +177,6 @@ func New(cfg Config) (*Consumer, error) {
 	cfg.BatchLinger = cmp.Or(cfg.BatchLinger, 20*time.Millisecond)
 	cfg.CheckpointTimeout = cmp.Or(cfg.CheckpointTimeout, 15*time.Second)
 	cfg.SnapshotEvery = cmp.Or(cfg.SnapshotEvery, 64)
-	cfg.RecomputeEvery = cmp.Or(cfg.RecomputeEvery, 6*time.Hour)
 	cfg.RetryBackoff = cmp.Or(cfg.RetryBackoff, 100*time.Millisecond)
 	cfg.Partitioner = cmp.Or(cfg.Partitioner, "murmur2")
 	rt, err := newRouter(cfg.Brokers, cfg.Topic, cfg.Partitioner, cfg.RoutingSecret)
@@ -402,7 +408,9 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 		return false
 	}
 	forget()
-	recomputed := c.cfg.Clock() // the first recomputation is one period after taking the partition
+	// A new owner answers the newest request at once: it may have come while
+	// the partition had no owner. Recomputing is one pass over its pairs.
+	var recomputedFor int64
 	checkpoints := 0
 	// One checkpoint may be in flight while the next batch is read and applied:
 	// Postgres and the event path overlap instead of taking turns. The next
@@ -435,10 +443,14 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 		n, next, out := c.readBatch(ctx, r, part, pid)
 		c.observeRead(&out)
 		mustSnapshot := forget()
-		if now := c.cfg.Clock(); now.Sub(recomputed) >= c.cfg.RecomputeEvery {
-			n := part.Recompute(now)
-			recomputed, mustSnapshot = now, true
-			log.InfoContext(ctx, "recomputed decay", slog.Int("pairs", n))
+		var recomputed *store.RecomputeAck
+		if c.cfg.Recomputes != nil {
+			if req := c.cfg.Recomputes.RecomputeRequested(); req > recomputedFor {
+				n := part.Recompute(c.cfg.Clock())
+				recomputedFor, mustSnapshot = req, true
+				recomputed = &store.RecomputeAck{Request: req, Pairs: n}
+				log.InfoContext(ctx, "recomputed decay", slog.Int64("request", req), slog.Int("pairs", n))
+			}
 		}
 		if n == 0 {
 			if ctx.Err() != nil {
@@ -454,7 +466,7 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 			next = from // an erasure on an idle partition: snapshot without reading
 		}
 		snapshot := mustSnapshot || checkpoints%c.cfg.SnapshotEvery == 0
-		cp := store.Checkpoint{PartitionID: pid, From: from, To: next, Delta: part.Flush()}
+		cp := store.Checkpoint{PartitionID: pid, From: from, To: next, Delta: part.Flush(), Recomputed: recomputed}
 		if snapshot {
 			full := part.State()
 			cp.Snapshot = &full

@@ -113,6 +113,8 @@ type Checkpoint struct {
 	// Snapshot, when set, is the partition's whole state after Delta: it is
 	// written in place of the state log, which then starts again from it.
 	Snapshot *pipeline.State
+	// Recomputed, when set, acknowledges a recomputation request that Snapshot carries out.
+	Recomputed *RecomputeAck
 }
 
 // Checkpointer gives a consumer the store's partition loads and checkpoints,
@@ -266,6 +268,12 @@ func (s *Store) Commit(ctx context.Context, c Checkpoint, enqueue EnqueueFunc) (
 		}
 		if err := appendState(ctx, tx, c); err != nil {
 			return err
+		}
+		if a := c.Recomputed; a != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO index_recompute_acks (request_id, group_id, partition, pairs)
+				VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, a.Request, c.Group, c.Partition, a.Pairs); err != nil {
+				return fmt.Errorf("acknowledging recomputation: %w", err)
+			}
 		}
 		if err := writeExplanations(ctx, tx, c.Delta); err != nil {
 			return err

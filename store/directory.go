@@ -58,6 +58,8 @@ type directorySnapshot struct {
 	// erasedVersion changes only when the erased set does, so partition owners
 	// scan their state for erased fans on erasures, not on every consent change.
 	erasedVersion uint64
+	// recompute is the newest index recomputation request.
+	recompute int64
 }
 
 // Directory is an in-memory copy of partners and linked accounts, refreshed
@@ -138,6 +140,9 @@ func (d *Directory) Refresh(ctx context.Context) error {
 		return fmt.Errorf("reading linked accounts: %w", err)
 	}
 	if snap.erased, err = d.store.erasedFans(ctx); err != nil {
+		return err
+	}
+	if snap.recompute, err = d.store.latestRecompute(ctx); err != nil {
 		return err
 	}
 	if prev := d.snap.Load(); prev != nil {
