@@ -99,7 +99,7 @@ func TestOperatorsListAndRunJobsOnceAcrossReplicas(t *testing.T) {
 		t.Fatalf("jobs run: %v\n%s", err, out)
 	}
 	out, err = crescendo("op-test-secret", "jobs", "list", "--job", "offer-expiry", "--limit", "2")
-	if err != nil || strings.Count(out, "offer-expiry") != 2 || !strings.HasPrefix(out, "ID ") {
+	if err != nil || strings.Count(out, "offer-expiry") != 2 || !strings.HasPrefix(out, "ID ") || strings.Count(out, "hand@") != 2 {
 		t.Fatalf("jobs list: %v\n%s", err, out)
 	}
 	if out, err := crescendo("wrong", "jobs", "list"); err == nil || !strings.Contains(out, "401") {

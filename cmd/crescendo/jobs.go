@@ -22,6 +22,8 @@ type jobRun struct {
 	Outcome    string     `json:"outcome"`
 	Rows       int64      `json:"rows"`
 	Error      string     `json:"error"`
+	Scheduled  bool       `json:"scheduled"`
+	Instance   string     `json:"instance"`
 }
 
 // runJobs runs `crescendo jobs list|run` against the operators' HTTP API.
@@ -73,13 +75,17 @@ func runJobs(ctx context.Context, args []string, getenv func(string) string, std
 
 func printRuns(w io.Writer, runs []jobRun) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tJOB\tSTARTED\tTOOK\tOUTCOME\tROWS\tERROR")
+	fmt.Fprintln(tw, "ID\tJOB\tBY\tSTARTED\tTOOK\tOUTCOME\tROWS\tERROR")
 	for _, r := range runs {
 		took := "-"
 		if r.FinishedAt != nil {
 			took = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.Job, r.StartedAt.UTC().Format(time.RFC3339), took, r.Outcome, r.Rows, r.Error)
+		by := "hand"
+		if r.Scheduled {
+			by = "schedule"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s@%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.Job, by, r.Instance, r.StartedAt.UTC().Format(time.RFC3339), took, r.Outcome, r.Rows, r.Error)
 	}
 	_ = tw.Flush()
 }
