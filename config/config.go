@@ -99,7 +99,7 @@ var Vars = []Var{
 	{"OFFER_LINK_BASE", "http://HTTP_ADDR/o/", "Prefix of offer links; the token follows it."},
 	{"DELIVERY_WORKERS", "32", "Deliveries in flight per process; 0 runs no delivery workers (a consumer-only replica that still queues deliveries for others)."},
 	{"DELIVERY_SMS_RATE", "10", "Texts per second per process (token bucket); 0: no cap. The provider's limit divided by the replicas."},
-	{"DELIVERY_EMAIL_RATE", "100", "Emails per second per process (token bucket); 0: no cap."},
+	{"DELIVERY_EMAIL_RATE", "100", "Emails per second per process (token bucket); 0: no cap. The provider's limit divided by the replicas."},
 	{"DELIVERY_RESCUE_AFTER", "2m", "How long a delivery job may run before another process takes it over (its own died); the attempt it left is looked up at the provider first."},
 	{"PUBLIC_BASE_URL", "http://HTTP_ADDR", "The origin providers call back (Twilio status and inbound webhooks sign the whole URL they call)."},
 	{"SENDGRID_WEBHOOK_PUBLIC_KEY", "", "The Event Webhook verification key SendGrid shows (base64 or PEM). Empty: no SendGrid webhook route."},
