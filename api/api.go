@@ -40,6 +40,10 @@ type Config struct {
 	// Push serves the in-app push stream and, on a hub made by push.New,
 	// partners' push webhooks (F16); a push.NewHub hub serves streams only.
 	Push *push.Hub
+	// StreamTokens, when set, serves partners' backends short-lived tokens
+	// with which their apps open one user's push stream without the API key
+	// (POST /v1/push/stream-tokens), and lets the stream take them.
+	StreamTokens *push.StreamTokens
 	// Marketers, when set, serves marketer organizations' scoring profiles,
 	// performers' scoring and API tokens under /v1/profiles, /v1/performers
 	// and /v1/tokens, for callers with a marketer token.

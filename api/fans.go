@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/crescendo-hq/crescendo/fans"
+	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/scoring"
 	"github.com/crescendo-hq/crescendo/store"
 )
@@ -26,6 +27,7 @@ type Fans interface {
 	ConsentLedger(ctx context.Context, fan uuid.UUID) ([]store.LedgerEntry, error)
 	SetConsent(ctx context.Context, partnerID, userID string, c fans.Consent, actor string) error
 	WithdrawConsent(ctx context.Context, partnerID, userID, wording, actor string) error
+	SetInAppConsent(ctx context.Context, c store.InAppConsent) error
 	EraseFan(ctx context.Context, fan uuid.UUID, actor string) error
 	CreateLinkCode(ctx context.Context, partnerID, userID string) (string, time.Time, error)
 }
@@ -39,6 +41,7 @@ func (s *server) routeFans(mux *http.ServeMux) {
 	mux.HandleFunc("PUT /v1/users/{user_id}/consent", s.withPartner(s.putConsent))
 	mux.HandleFunc("DELETE /v1/users/{user_id}/consent", s.withPartner(s.withdrawConsent))
 	mux.HandleFunc("POST /v1/users/{user_id}/link-codes", s.withPartner(s.createLinkCode))
+	mux.HandleFunc("POST /v1/users/{user_id}/channel-consent", s.withPartner(s.setChannelConsent))
 	if s.cfg.Explanations != nil && s.cfg.Scorers != nil {
 		mux.HandleFunc("GET /v1/users/{user_id}/index/{performer_id}", s.withPartner(s.explainIndex))
 	}
@@ -217,6 +220,75 @@ func (s *server) withdrawConsent(w http.ResponseWriter, r *http.Request, partner
 		wording = "consent withdrawn"
 	}
 	if err := s.cfg.Fans.WithdrawConsent(r.Context(), partnerID, r.PathValue("user_id"), wording, "partner:"+partnerID); err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// channelConsent is a fan's opt-out of marketing messages, or opt back in,
+// chosen in the partner's app.
+type channelConsent struct {
+	Change store.ConsentChange `json:"change"`
+	// Channels are those the choice covers; absent, all of them.
+	Channels []offers.Channel `json:"channels"`
+	// Wording is what the app showed the fan when they chose.
+	Wording string `json:"wording"`
+}
+
+// maxWording bounds the wording kept in the ledger: a sentence or a
+// paragraph, not a document.
+const maxWording = 2000
+
+func (c *channelConsent) validate() error {
+	var errs []error
+	if c.Change != store.OptOut && c.Change != store.OptIn {
+		errs = append(errs, errors.New("change: must be opt_out or opt_in"))
+	}
+	if c.Channels == nil {
+		c.Channels = []offers.Channel{offers.ChannelSMS, offers.ChannelEmail, offers.ChannelPush}
+	}
+	if len(c.Channels) == 0 {
+		errs = append(errs, errors.New("channels: at least one, or leave it out for all"))
+	}
+	seen := map[offers.Channel]bool{}
+	for i, ch := range c.Channels {
+		switch {
+		case !ch.Valid():
+			errs = append(errs, fmt.Errorf("channels[%d]: %q is not sms, email or push", i, ch))
+		case seen[ch]:
+			errs = append(errs, fmt.Errorf("channels[%d]: %s is listed twice", i, ch))
+		}
+		seen[ch] = true
+	}
+	switch {
+	case strings.TrimSpace(c.Wording) == "":
+		errs = append(errs, errors.New("wording: required: the text the fan saw when they chose is kept in the ledger"))
+	case len(c.Wording) > maxWording:
+		errs = append(errs, fmt.Errorf("wording: at most %d bytes", maxWording))
+	}
+	return errors.Join(errs...)
+}
+
+// setChannelConsent records a fan's in-app opt-out of (or back into)
+// marketing on some or all channels: POST /v1/users/{user_id}/channel-consent.
+// The number and address are suppressed (or the fan's own suppression
+// lifted) and pushes turned off (or on) at once, one ledger entry per
+// channel with the wording (F18): the next delivery sees it.
+func (s *server) setChannelConsent(w http.ResponseWriter, r *http.Request, partnerID string) {
+	var body channelConsent
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	if err := body.validate(); err != nil {
+		writeInvalid(w, err)
+		return
+	}
+	err := s.cfg.Fans.SetInAppConsent(r.Context(), store.InAppConsent{
+		PartnerID: partnerID, PartnerUserID: r.PathValue("user_id"), Channels: body.Channels, Change: body.Change,
+		Wording: body.Wording, Actor: "partner:" + partnerID, At: s.cfg.Clock(),
+	})
+	if err != nil {
 		s.storeError(w, r, err)
 		return
 	}

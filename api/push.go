@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/crescendo-hq/crescendo/notifiers/push"
 	"github.com/crescendo-hq/crescendo/store"
 )
@@ -17,23 +19,22 @@ import (
 // their signed-in users, and partner backends' webhooks.
 func (s *server) routePush(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/push/stream", s.pushStream)
+	if s.cfg.StreamTokens != nil {
+		mux.HandleFunc("POST /v1/push/stream-tokens", s.withPartner(s.createStreamToken))
+	}
 	mux.HandleFunc("PUT /v1/push/webhook", s.withPartner(s.putPushWebhook))
 	mux.HandleFunc("GET /v1/push/webhook", s.withPartner(s.getPushWebhook))
 	mux.HandleFunc("DELETE /v1/push/webhook", s.withPartner(s.deletePushWebhook))
 }
 
 // pushStream is the Server-Sent Events stream a partner app holds open for its
-// signed-in user: GET /v1/push/stream?user_id=<partner user id>. Each push is
-// an event whose id is its sequence number; a stream opened with
+// signed-in user: GET /v1/push/stream?token=<stream token>, or with the
+// partner's API key GET /v1/push/stream?user_id=<partner user id>. Each push
+// is an event whose id is its sequence number; a stream opened with
 // Last-Event-ID (or ?last_event_id=) first carries the fan's pushes after it.
 func (s *server) pushStream(w http.ResponseWriter, r *http.Request) {
-	partnerID, ok := s.partner(w, r)
+	fan, ok := s.streamFan(w, r)
 	if !ok {
-		return
-	}
-	userID := r.URL.Query().Get("user_id")
-	if userID == "" {
-		writeProblem(w, http.StatusBadRequest, "query parameter user_id is required")
 		return
 	}
 	after, resume, ok := lastEventID(r)
@@ -42,17 +43,7 @@ func (s *server) pushStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	fan, linked, err := s.cfg.Partners.FanByAccount(ctx, partnerID, userID)
-	if err != nil {
-		s.logger.ErrorContext(ctx, "resolving push stream user", slog.Any("error", err))
-		writeProblem(w, http.StatusInternalServerError, "")
-		return
-	}
-	if !linked {
-		// A partner may only open streams for its own users who linked their account.
-		writeProblem(w, http.StatusNotFound, "no linked fan for this user at this partner")
-		return
-	}
+	var err error
 	var st *push.Stream
 	if resume {
 		st, err = s.cfg.Push.OpenAfter(ctx, fan, after)
@@ -117,6 +108,103 @@ func (s *server) pushStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// streamFan authenticates a stream's caller and returns the fan whose
+// pushes it may read. A stream token (?token=, or as the bearer credential,
+// since EventSource cannot set headers) names the partner, its user and the
+// fan: the app holding it needs no API key. A partner's API key with
+// ?user_id= is the partner's backend speaking for its user. Either way the
+// account must be linked to the fan now.
+func (s *server) streamFan(w http.ResponseWriter, r *http.Request) (uuid.UUID, bool) {
+	ctx := r.Context()
+	userID := r.URL.Query().Get("user_id")
+	token := r.URL.Query().Get("token")
+	if bearerToken, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); token == "" && found && push.IsStreamToken(bearerToken) {
+		token = bearerToken
+	}
+	if token == "" {
+		partnerID, ok := s.partner(w, r)
+		if !ok {
+			return uuid.Nil, false
+		}
+		if userID == "" {
+			writeProblem(w, http.StatusBadRequest, "query parameter user_id is required with a partner API key")
+			return uuid.Nil, false
+		}
+		fan, linked, err := s.cfg.Partners.FanByAccount(ctx, partnerID, userID)
+		if err != nil {
+			s.logger.ErrorContext(ctx, "resolving push stream user", slog.Any("error", err))
+			writeProblem(w, http.StatusInternalServerError, "")
+			return uuid.Nil, false
+		}
+		if !linked {
+			// A partner may only open streams for its own users who linked their account.
+			writeProblem(w, http.StatusNotFound, "no linked fan for this user at this partner")
+			return uuid.Nil, false
+		}
+		return fan, true
+	}
+	if s.cfg.StreamTokens == nil {
+		rejectToken(w, "this server makes no stream tokens")
+		return uuid.Nil, false
+	}
+	g, err := s.cfg.StreamTokens.Verify(token, s.cfg.Clock())
+	switch {
+	case errors.Is(err, push.ErrStreamTokenExpired):
+		rejectToken(w, "the stream token has expired: ask the partner's backend for a new one")
+		return uuid.Nil, false
+	case err != nil:
+		rejectToken(w, "not a stream token this server made")
+		return uuid.Nil, false
+	}
+	if userID != "" && userID != g.UserID {
+		writeProblem(w, http.StatusForbidden, "the stream token is another user's")
+		return uuid.Nil, false
+	}
+	fan, linked, err := s.cfg.Partners.FanByAccount(ctx, g.PartnerID, g.UserID)
+	if err != nil {
+		s.logger.ErrorContext(ctx, "resolving push stream token", slog.Any("error", err))
+		writeProblem(w, http.StatusInternalServerError, "")
+		return uuid.Nil, false
+	}
+	if !linked || fan != g.Fan {
+		// Consent withdrawn, or the account linked to another fan since.
+		writeProblem(w, http.StatusForbidden, "the stream token's account is no longer linked to its fan")
+		return uuid.Nil, false
+	}
+	return fan, true
+}
+
+type streamTokenBody struct {
+	UserID string `json:"user_id"`
+}
+
+// createStreamToken makes a stream token for one of the partner's linked
+// users, for the partner's backend to hand to its app: POST
+// /v1/push/stream-tokens {"user_id": "..."}.
+func (s *server) createStreamToken(w http.ResponseWriter, r *http.Request, partnerID string) {
+	var body streamTokenBody
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	if body.UserID == "" {
+		writeInvalid(w, errors.New("user_id: required"))
+		return
+	}
+	fan, linked, err := s.cfg.Partners.FanByAccount(r.Context(), partnerID, body.UserID)
+	if err != nil {
+		s.logger.ErrorContext(r.Context(), "resolving stream token user", slog.Any("error", err))
+		writeProblem(w, http.StatusInternalServerError, "")
+		return
+	}
+	if !linked {
+		writeProblem(w, http.StatusNotFound, "no linked fan for this user at this partner")
+		return
+	}
+	token, expires := s.cfg.StreamTokens.Issue(partnerID, body.UserID, fan, s.cfg.Clock())
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, map[string]any{"token": token, "expires_at": expires.UTC()})
 }
 
 // lastEventID reads where a resuming stream starts: the Last-Event-ID header,

@@ -110,7 +110,7 @@ func startReplica(t *testing.T, st *store.Store, o replicaOptions) (*push.Hub, s
 			t.Error(err)
 		}
 	})
-	h, err := api.New(api.Config{Partners: st, Push: hub, Heartbeat: 20 * time.Millisecond, Logger: quiet})
+	h, err := api.New(api.Config{Partners: st, Push: hub, StreamTokens: streamTokens(t, streamTokenKey), Heartbeat: 20 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,9 @@ func openSSE(t *testing.T, base, key, query, lastID string) *sse {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/push/stream?"+query, nil)
-	req.Header.Set("Authorization", "Bearer "+key)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}

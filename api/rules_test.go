@@ -84,8 +84,16 @@ func newRuleDesk(t *testing.T, dry api.RuleDryRunner) *ruleDesk {
 	t.Cleanup(srv.Close)
 	desk := *te
 	desk.url = srv.URL
-	d := &ruleDesk{tenants: &desk}
+	return checkedDesk(t, &desk)
+}
+
+// checkedDesk wraps te's server so that every answer is checked against
+// the OpenAPI document it serves.
+func checkedDesk(t *testing.T, te *tenants) *ruleDesk {
+	t.Helper()
+	d := &ruleDesk{tenants: te}
 	r := d.expect(t, http.StatusOK, http.MethodGet, "/v1/openapi.yaml", "", nil)
+	var err error
 	if d.doc, err = openapi3.NewLoader().LoadFromData(r.body); err != nil {
 		t.Fatalf("loading the served OpenAPI document: %v", err)
 	}

@@ -320,13 +320,23 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 		return nil, fmt.Errorf("scheduling jobs: %w", err)
 	}
 
+	// Partner apps open their user's push stream with a short-lived token
+	// their backend asks for, not with the partner's API key (F16).
+	streamKey, err := a.Store.ClusterSecret(ctx, "push-stream-tokens")
+	if err != nil {
+		return nil, err
+	}
+	streamTokens, err := push.NewStreamTokens(streamKey, 0)
+	if err != nil {
+		return nil, err
+	}
 	handler, err := api.New(api.Config{
 		Partners: a.Store, Fans: a.Store, Explanations: a.Store, Scorers: a.Scorers, Marketers: a.Store,
 		Redemptions: a.Store, Signer: a.Signer, Queues: a.Store, Funnels: a.Store, Rules: a.Store, DryRun: a.Replay,
 		OptOuts: a.Store, Unsubscribe: a.Signer,
 		Webhooks: api.Webhooks{Feedback: feedback, PublicBaseURL: s.PublicBaseURL, TwilioAuthToken: s.TwilioToken,
 			HelpText: s.TwilioHelpText, SendGridPublicKey: s.SendGridWebhookKey, ReplayWindow: s.WebhookReplayWindow},
-		Push: a.Push, Outbox: opts.Outbox, Logger: logger, Metrics: a.Metrics, Ingest: ingester,
+		Push: a.Push, StreamTokens: streamTokens, Outbox: opts.Outbox, Logger: logger, Metrics: a.Metrics, Ingest: ingester,
 		Jobs: operatorJobs{a.Store, a.Scheduler}, OperatorToken: s.OperatorToken,
 		Ready: a.ready,
 		Bots:  a.Store, Agents: a.Store,

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -186,14 +187,20 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-// openStream holds a push stream open and sends each SSE message on the channel.
 type sse struct{ id, event, data string }
 
+// openStream holds a push stream open as a partner app does, with a stream
+// token its backend got with the partner's key, and sends each SSE message
+// on the channel.
 func openStream(t *testing.T, base, key, user string) <-chan sse {
 	t.Helper()
+	status, body := call(t, http.MethodPost, base+"/v1/push/stream-tokens", key, map[string]any{"user_id": user})
+	token, _ := body["token"].(string)
+	if status != http.StatusCreated || token == "" {
+		t.Fatalf("stream token for %s: %d %v", user, status, body)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/push/stream?user_id="+user, nil)
-	req.Header.Set("Authorization", "Bearer "+key)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/push/stream?token="+url.QueryEscape(token), nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()

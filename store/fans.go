@@ -235,11 +235,14 @@ type LedgerEntry struct {
 	Wording    string    `json:"wording"`
 	Actor      string    `json:"actor"`
 	RecordedAt time.Time `json:"recorded_at"`
+	// Channel is the channel an opt-out or opt-in covers; "" for consent
+	// to the whole service.
+	Channel string `json:"channel,omitempty"`
 }
 
 // ConsentLedger returns a fan's consent history, oldest first.
 func (s *Store) ConsentLedger(ctx context.Context, fan uuid.UUID) ([]LedgerEntry, error) {
-	rows, err := s.pool.Query(ctx, `SELECT action, partner_id, scope, wording, actor, recorded_at FROM consent_ledger
+	rows, err := s.pool.Query(ctx, `SELECT action, partner_id, scope, wording, actor, recorded_at, COALESCE(channel, '') FROM consent_ledger
 		WHERE fan_id = $1 ORDER BY recorded_at, id`, fan)
 	if err != nil {
 		return nil, fmt.Errorf("reading consent ledger: %w", err)
