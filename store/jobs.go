@@ -31,15 +31,14 @@ func (s *Store) RunJob(ctx context.Context, run schedules.Run, fn func(ctx conte
 	if now == nil {
 		now = time.Now
 	}
-	lockID := jobLockID(name)
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("starting job %s: %w", name, err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	var got bool
-	if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", lockID).Scan(&got); err != nil {
-		return 0, fmt.Errorf("locking job %s: %w", name, err)
+	got, err := tryJobLock(ctx, tx, name)
+	if err != nil {
+		return 0, err
 	}
 	if !got {
 		return 0, ErrJobBusy
@@ -47,10 +46,8 @@ func (s *Store) RunJob(ctx context.Context, run schedules.Run, fn func(ctx conte
 	// Holding the lock proves no process is running this job, so any run still
 	// marked running belongs to a process that died mid-run: close it rather
 	// than leave the history claiming it is still going.
-	if _, err := s.pool.Exec(ctx, `UPDATE job_runs SET outcome = 'abandoned', finished_at = $2,
-		error = 'the process running it stopped before it finished' WHERE job = $1 AND outcome = 'running'`,
-		name, now()); err != nil {
-		return 0, fmt.Errorf("closing abandoned runs of job %s: %w", name, err)
+	if _, err := closeAbandoned(ctx, s.pool, name, now()); err != nil {
+		return 0, err
 	}
 	if run.Scheduled && run.Next != nil {
 		var last *time.Time
@@ -161,11 +158,27 @@ func (s *Store) holdingLock(ctx context.Context, tx pgx.Tx, name string, fn func
 	return n, err
 }
 
-// jobLockID is the advisory lock that a job's runs hold.
-func jobLockID(name string) int64 {
+// tryJobLock takes, for tx's lifetime, the advisory lock that a job's runs
+// hold, unless another process holds it.
+func tryJobLock(ctx context.Context, tx pgx.Tx, job string) (bool, error) {
 	h := fnv.New64a()
-	h.Write([]byte("job:" + name))
-	return int64(h.Sum64())
+	h.Write([]byte("job:" + job))
+	var got bool
+	if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", int64(h.Sum64())).Scan(&got); err != nil {
+		return false, fmt.Errorf("locking job %s: %w", job, err)
+	}
+	return got, nil
+}
+
+// closeAbandoned marks the job's runs still recorded running as abandoned;
+// the caller holds the job's lock, which proves their processes are gone.
+func closeAbandoned(ctx context.Context, db execer, job string, now time.Time) (int64, error) {
+	tag, err := db.Exec(ctx, `UPDATE job_runs SET outcome = 'abandoned', finished_at = $2,
+		error = 'the process running it stopped before it finished' WHERE job = $1 AND outcome = 'running'`, job, now)
+	if err != nil {
+		return 0, fmt.Errorf("closing abandoned runs of job %s: %w", job, err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // CloseAbandonedRuns marks abandoned every run still recorded running whose
@@ -184,17 +197,16 @@ func (s *Store) CloseAbandonedRuns(ctx context.Context, now time.Time) (int64, e
 	var closed int64
 	for _, job := range jobs {
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			var free bool
-			if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", jobLockID(job)).Scan(&free); err != nil || !free {
+			free, err := tryJobLock(ctx, tx, job)
+			if err != nil || !free {
 				return err
 			}
-			tag, err := tx.Exec(ctx, `UPDATE job_runs SET outcome = 'abandoned', finished_at = $2,
-				error = 'the process running it stopped before it finished' WHERE job = $1 AND outcome = 'running'`, job, now)
-			closed += tag.RowsAffected()
+			n, err := closeAbandoned(ctx, tx, job, now)
+			closed += n
 			return err
 		})
 		if err != nil {
-			return closed, fmt.Errorf("closing abandoned runs of job %s: %w", job, err)
+			return closed, err
 		}
 	}
 	return closed, nil

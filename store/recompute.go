@@ -37,11 +37,10 @@ func (s *Store) RequestRecompute(ctx context.Context, now time.Time) (int64, err
 // acknowledged request out of how many the group has ever owned, and how
 // many pairs they recomputed.
 func (s *Store) RecomputeProgress(ctx context.Context, request int64, group, topic string) (done, total int, pairs int64, err error) {
-	if err := s.pool.QueryRow(ctx, `SELECT
-			(SELECT count(*) FROM index_recompute_acks WHERE request_id = $1 AND group_id = $2),
-			(SELECT count(*) FROM consumer_offsets WHERE group_id = $2 AND topic = $3),
-			(SELECT COALESCE(sum(pairs), 0) FROM index_recompute_acks WHERE request_id = $1 AND group_id = $2)`,
-		request, group, topic).Scan(&done, &total, &pairs); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*), COALESCE(sum(pairs), 0),
+			(SELECT count(*) FROM consumer_offsets WHERE group_id = $2 AND topic = $3)
+		FROM index_recompute_acks WHERE request_id = $1 AND group_id = $2`,
+		request, group, topic).Scan(&done, &pairs, &total); err != nil {
 		return 0, 0, 0, fmt.Errorf("reading recomputation progress: %w", err)
 	}
 	return done, total, pairs, nil
