@@ -195,9 +195,7 @@ func checkHandover(t *testing.T, a, b *child) {
 	a.mu.Lock()
 	aRecs := slices.Clone(a.handovers)
 	a.mu.Unlock()
-	b.mu.Lock()
-	bRecs := slices.Clone(b.handovers)
-	b.mu.Unlock()
+	var bRecs []map[string]any
 
 	// a's final generation: the loads after its last "generation started",
 	// and the release that ended each.
@@ -218,11 +216,38 @@ func checkHandover(t *testing.T, a, b *child) {
 		}
 	}
 	// b's final generation began after a left, so b loaded each of those
-	// partitions from what a made durable last.
+	// partitions from what a made durable last. b owns a partition (the
+	// caller waited for that) a little before it logs the load: wait for the
+	// log lines, on b's log signal.
 	bLoads := map[int]int64{}
-	for _, r := range bRecs {
-		if r["msg"] == "partition loaded" {
-			bLoads[int(num(r, "partition"))] = int64(num(r, "offset"))
+	timeout := time.After(30 * time.Second)
+	for giveUp := false; ; {
+		// The records and the signal of the next line, taken together.
+		b.mu.Lock()
+		bRecs = slices.Clone(b.handovers)
+		changed := b.changed
+		b.mu.Unlock()
+		clear(bLoads)
+		for _, r := range bRecs {
+			if r["msg"] == "partition loaded" {
+				bLoads[int(num(r, "partition"))] = int64(num(r, "offset"))
+			}
+		}
+		missing := false
+		for p := range released {
+			if _, ok := bLoads[p]; !ok {
+				missing = true
+			}
+		}
+		if !missing || giveUp {
+			break // all loaded, or report what b logged
+		}
+		select {
+		case <-changed:
+		case <-b.done:
+			giveUp = true
+		case <-timeout:
+			giveUp = true
 		}
 	}
 	if len(loaded) == 0 {

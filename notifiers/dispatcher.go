@@ -51,8 +51,8 @@ const maxAttempts = 8
 
 // Store is what delivery needs from durable storage.
 type Store interface {
-	Delivery(ctx context.Context, offerID uuid.UUID) (store.Delivery, error)
-	DeliveryContext(ctx context.Context, offerID uuid.UUID) (store.DeliveryContext, error)
+	// Deliverable reads the offer, its delivery context and its content at once.
+	Deliverable(ctx context.Context, offerID uuid.UUID) (store.Deliverable, error)
 	MarkDelivered(ctx context.Context, a store.Attempt, at time.Time) (bool, error)
 	RecordAttempt(ctx context.Context, a store.Attempt) error
 	FinishOffer(ctx context.Context, offerID uuid.UUID, status, reason string) error
@@ -257,11 +257,8 @@ func (b backoff) NextRetry(job *rivertype.JobRow) time.Time {
 const smsFrom, smsUntil = 8, 21
 
 // smsHours reports whether SMS may go out at now in zone, and if not, when.
-func smsHours(now time.Time, zone string) (bool, time.Time) {
-	loc, err := time.LoadLocation(zone)
-	if err != nil {
-		loc = time.UTC
-	}
+func smsHours(now time.Time, name string) (bool, time.Time) {
+	loc := zone(name)
 	l := now.In(loc)
 	if l.Hour() >= smsFrom && l.Hour() < smsUntil {
 		return true, time.Time{}
@@ -283,23 +280,20 @@ func smsHours(now time.Time, zone string) (bool, time.Time) {
 // refused.
 func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	id := job.Args.OfferID
-	d, err := w.cfg.Store.Delivery(ctx, id)
+	all, err := w.cfg.Store.Deliverable(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // erased since it was issued
 	}
 	if err != nil {
 		return err
 	}
+	d, dc := all.Delivery, all.Context
 	if d.Status != store.OfferIssued {
 		return nil
 	}
 	now := w.cfg.Clock()
 	if !now.Before(d.ExpiresAt) {
 		return w.cfg.Store.FinishOffer(ctx, id, store.OfferExpired, "expired before delivery")
-	}
-	dc, err := w.cfg.Store.DeliveryContext(ctx, id)
-	if err != nil {
-		return err
 	}
 	token := w.cfg.Signer.Token(d.OfferID, d.ExpiresAt)
 	if delivered, err := w.resolve(ctx, d, dc, token); err != nil || delivered {
@@ -312,10 +306,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	if len(channels) == 0 {
 		return w.cfg.Store.FinishOffer(ctx, id, store.OfferFailed, "no reachable channel")
 	}
-	msg, err := w.message(ctx, d, dc, token, now)
-	if err != nil {
-		return err
-	}
+	msg := w.message(d, all.Content, dc, token, now)
 	var reasons []string
 	var smsAt time.Time // when SMS, held back by the hours, may go
 	for _, ch := range channels {

@@ -1,13 +1,11 @@
 package notifiers
 
 import (
-	"context"
 	"encoding/json"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/store"
@@ -111,36 +109,32 @@ func renderOffer(d store.Delivery, c store.OfferContent, l links, loc *time.Loca
 	return m
 }
 
-// contentSource is the store's side of rendering: the offer's rule templates
-// and show start. *store.Store is one; a Store without it gets the built-in
-// messages.
-type contentSource interface {
-	OfferContent(ctx context.Context, offerID uuid.UUID) (store.OfferContent, error)
-}
-
-var _ contentSource = (*store.Store)(nil)
-
 // message renders the offer's messages for delivery: its rule's templates,
 // dates in the fan's zone, the offer link made of token, and for email the
 // one-click unsubscribe link of the fan's address.
-func (w *worker) message(ctx context.Context, d store.Delivery, dc store.DeliveryContext, token string, now time.Time) (message, error) {
-	var content store.OfferContent
-	if src, ok := w.cfg.Store.(contentSource); ok {
-		c, err := src.OfferContent(ctx, d.OfferID)
-		if err != nil {
-			return message{}, err
-		}
-		content = c
-	}
-	loc, err := time.LoadLocation(dc.TimeZone)
-	if err != nil {
-		loc = time.UTC
-	}
+func (w *worker) message(d store.Delivery, content store.OfferContent, dc store.DeliveryContext, token string, now time.Time) message {
 	l := links{offer: w.cfg.LinkBase + token, token: token}
 	if base := unsubscribeBase(w.cfg.LinkBase); base != "" && d.Email != "" {
 		l.unsubscribe = base + w.cfg.Signer.UnsubscribeToken(d.Email)
 	}
-	return renderOffer(d, content, l, loc, now), nil
+	return renderOffer(d, content, l, zone(dc.TimeZone), now)
+}
+
+// zones memoizes time.LoadLocation, which reads and parses the zone's file
+// on every call: a cost per message for a few hundred possible names.
+var zones sync.Map // name → *time.Location
+
+// zone returns the named zone, UTC when the name is unknown.
+func zone(name string) *time.Location {
+	if l, ok := zones.Load(name); ok {
+		return l.(*time.Location)
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return time.UTC // not kept: a bad name must not grow the map
+	}
+	zones.Store(name, loc)
+	return loc
 }
 
 // unsubscribeBase is where unsubscribe links start: /u/ beside the offer

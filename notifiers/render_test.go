@@ -2,7 +2,6 @@ package notifiers
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
@@ -42,18 +41,6 @@ func signer(t *testing.T) *offers.Signer {
 	return s
 }
 
-// contentStore is a Store that has only the rule content of an offer.
-type contentStore struct {
-	Store
-	content store.OfferContent
-	asked   []uuid.UUID
-}
-
-func (c *contentStore) OfferContent(_ context.Context, id uuid.UUID) (store.OfferContent, error) {
-	c.asked = append(c.asked, id)
-	return c.content, nil
-}
-
 var ruleTemplates = &offers.Templates{
 	SMS:          `{{.FanName}}, {{.Performer}} tier {{.Tier}}: {{.Perks}}{{with .PresaleCode}}, code {{.}}{{end}}. {{.ShowDate}}. {{.Link}}`,
 	EmailSubject: "{{.FanName}}: {{.Show}}\non {{.ShowDate}}",
@@ -66,18 +53,12 @@ var ruleTemplates = &offers.Templates{
 
 func TestWorkerRendersTheRulesTemplates(t *testing.T) {
 	sg := signer(t)
-	src := &contentStore{content: store.OfferContent{Templates: ruleTemplates, ShowStartsAt: showTime}}
-	w := &worker{cfg: Config{Store: src, Signer: sg, LinkBase: "https://crescendo.example/o/"}}
+	content := store.OfferContent{Templates: ruleTemplates, ShowStartsAt: showTime}
+	w := &worker{cfg: Config{Signer: sg, LinkBase: "https://crescendo.example/o/"}}
 	d := delivery()
 	token := sg.Token(d.OfferID, d.ExpiresAt)
 	now := expires.Add(-time.Hour)
-	m, err := w.message(t.Context(), d, store.DeliveryContext{TimeZone: "Europe/Paris"}, token, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(src.asked) != 1 || src.asked[0] != d.OfferID {
-		t.Fatalf("content asked for %v", src.asked)
-	}
+	m := w.message(d, content, store.DeliveryContext{TimeZone: "Europe/Paris"}, token, now)
 	link := "https://crescendo.example/o/" + token
 	if want := "Ada, Aurora Lane tier 2: presale access, seats in section Floor A, code ROUND-7. Fri 7 Mar 2031. " + link; m.sms != want {
 		t.Errorf("sms %q\nwant %q", m.sms, want)
@@ -131,12 +112,9 @@ func TestWorkerRendersTheRulesTemplates(t *testing.T) {
 
 func TestTheBuiltInMessagesWithoutRuleTemplates(t *testing.T) {
 	sg := signer(t)
-	w := &worker{cfg: Config{Store: &contentStore{}, Signer: sg, LinkBase: "http://127.0.0.1:8080/o/"}}
+	w := &worker{cfg: Config{Signer: sg, LinkBase: "http://127.0.0.1:8080/o/"}}
 	d := delivery()
-	m, err := w.message(t.Context(), d, store.DeliveryContext{TimeZone: "UTC"}, "TOKEN", expires.Add(-time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := w.message(d, store.OfferContent{}, store.DeliveryContext{TimeZone: "UTC"}, "TOKEN", expires.Add(-time.Hour))
 	if want := "Aurora Lane: presale access, seats in section Floor A for Roundhouse (code ROUND-7). Ends Mar 3 20:00 UTC http://127.0.0.1:8080/o/TOKEN"; m.sms != want {
 		t.Errorf("sms %q\nwant %q", m.sms, want)
 	}
@@ -149,7 +127,7 @@ func TestTheBuiltInMessagesWithoutRuleTemplates(t *testing.T) {
 	}
 	// A fan without an address gets no unsubscribe link.
 	d.Email = ""
-	if m, _ := w.message(t.Context(), d, store.DeliveryContext{}, "TOKEN", expires.Add(-time.Hour)); m.headers != nil || strings.Contains(m.text, "/u/") {
+	if m := w.message(d, store.OfferContent{}, store.DeliveryContext{}, "TOKEN", expires.Add(-time.Hour)); m.headers != nil || strings.Contains(m.text, "/u/") {
 		t.Errorf("headers %v for a fan without email", m.headers)
 	}
 }
@@ -196,13 +174,9 @@ func TestTheUnsubscribeHeadersReachSendGrid(t *testing.T) {
 		t.Fatal(err)
 	}
 	sg := signer(t)
-	w := &worker{cfg: Config{Store: &contentStore{content: store.OfferContent{Templates: ruleTemplates, ShowStartsAt: showTime}},
-		Signer: sg, LinkBase: "https://crescendo.example/o/"}}
+	w := &worker{cfg: Config{Signer: sg, LinkBase: "https://crescendo.example/o/"}}
 	d := delivery()
-	m, err := w.message(t.Context(), d, store.DeliveryContext{TimeZone: "UTC"}, "TOKEN", expires.Add(-time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := w.message(d, store.OfferContent{Templates: ruleTemplates, ShowStartsAt: showTime}, store.DeliveryContext{TimeZone: "UTC"}, "TOKEN", expires.Add(-time.Hour))
 	if _, err := sender.Send(t.Context(), email.Message{ToEmail: d.Email, ToName: d.FanName, Subject: m.subject,
 		Text: m.text, HTML: m.html, Headers: m.headers, CustomArgs: map[string]string{"offer_id": d.OfferID.String()}}); err != nil {
 		t.Fatal(err)

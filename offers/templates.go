@@ -229,15 +229,60 @@ func (p templatePart) exec(ex executor, d MessageData) (string, error) {
 // render parses and executes the part of t (or the default) for d.
 func (p templatePart) render(t *Templates, d MessageData) (string, error) {
 	src, _ := p.source(t)
-	ex, errs := p.parse(src, false)
-	if len(errs) > 0 {
-		return "", fmt.Errorf("rendering %w", errs[0])
+	ex, err := parsed.get(p, src)
+	if err != nil {
+		return "", fmt.Errorf("rendering %w", err)
 	}
 	out, err := p.exec(ex, d)
 	if err != nil {
 		return "", fmt.Errorf("rendering %w", err)
 	}
 	return out, nil
+}
+
+// parseCache keeps parsed templates by part and source: every offer of a
+// rule renders the same few sources, and parsing them anew for each message
+// cost more CPU than the rest of a delivery's rendering. Templates are safe
+// to execute concurrently. The cache is a pure memo of source text, so it
+// holds no state that could go stale; it is emptied when it grows past
+// maxParsed entries, which bounds it under any number of rule edits.
+type parseCache struct {
+	mu sync.RWMutex
+	m  map[parseKey]executor
+}
+
+type parseKey struct{ field, src string }
+
+const maxParsed = 4096
+
+var parsed = &parseCache{m: map[parseKey]executor{}}
+
+// get returns src parsed as p's template; parse errors are not kept.
+func (c *parseCache) get(p templatePart, src string) (executor, error) {
+	k := parseKey{p.field, src}
+	c.mu.RLock()
+	ex, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return ex, nil
+	}
+	ex, errs := p.parse(src, false)
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	c.mu.Lock()
+	if len(c.m) >= maxParsed {
+		clear(c.m)
+	}
+	c.m[k] = ex
+	c.mu.Unlock()
+	return ex, nil
+}
+
+func (c *parseCache) size() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m)
 }
 
 // templateFuncs are the built-in functions a template may call: none of them

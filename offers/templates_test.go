@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -278,5 +279,36 @@ func TestTheREADMETemplatesExample(t *testing.T) {
 	}
 	if !slices.Contains(r.Channels, ChannelSMS) || r.Templates.SMS == "" || r.Templates.PushLink == "" {
 		t.Fatalf("the example no longer shows texts: %+v", r)
+	}
+}
+
+// Parsed templates are kept by their source: an edited template renders its
+// new text at once, the same source is parsed once, and renders in parallel
+// share the parsed template safely.
+func TestRenderKeepsParsedTemplatesBySource(t *testing.T) {
+	d := MessageData{FanName: "Ada", Link: "https://crescendo.example/o/t"}
+	first := &Templates{SMS: "First {{.FanName}} {{.Link}}"}
+	if got, err := first.RenderSMS(d); err != nil || got != "First Ada https://crescendo.example/o/t" {
+		t.Fatalf("rendered %q, %v", got, err)
+	}
+	before := parsed.size()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if got, err := first.RenderSMS(d); err != nil || got != "First Ada https://crescendo.example/o/t" {
+				t.Errorf("rendered %q, %v", got, err)
+			}
+		})
+	}
+	wg.Wait()
+	if after := parsed.size(); after != before {
+		t.Fatalf("rendering a parsed source again added %d entries", after-before)
+	}
+	edited := &Templates{SMS: "Edited {{.FanName}} {{.Link}}"}
+	if got, err := edited.RenderSMS(d); err != nil || got != "Edited Ada https://crescendo.example/o/t" {
+		t.Fatalf("the edited template rendered %q, %v", got, err)
+	}
+	if _, err := (&Templates{SMS: "{{.Nope"}).RenderSMS(d); err == nil {
+		t.Fatal("a broken template rendered")
 	}
 }

@@ -28,14 +28,20 @@ type OfferContent struct {
 // keeps that version's perks: a later edit of the rule changes new offers
 // only.
 func (s *Store) OfferContent(ctx context.Context, offerID uuid.UUID) (OfferContent, error) {
+	return scanOfferContent(s.pool.QueryRow(ctx, offerContentSQL, offerID), offerID)
+}
+
+const offerContentSQL = `SELECT COALESCE(v.body, r.body), sh.starts_at
+	FROM offers o
+	JOIN rules r ON r.id = o.rule_id
+	JOIN shows sh ON sh.id = o.show_id
+	LEFT JOIN rule_versions v ON v.rule_id = o.rule_id AND v.version = o.rule_version
+	WHERE o.id = $1`
+
+func scanOfferContent(row pgx.Row, offerID uuid.UUID) (OfferContent, error) {
 	var c OfferContent
 	var body []byte
-	err := s.pool.QueryRow(ctx, `SELECT COALESCE(v.body, r.body), sh.starts_at
-		FROM offers o
-		JOIN rules r ON r.id = o.rule_id
-		JOIN shows sh ON sh.id = o.show_id
-		LEFT JOIN rule_versions v ON v.rule_id = o.rule_id AND v.version = o.rule_version
-		WHERE o.id = $1`, offerID).Scan(&body, &c.ShowStartsAt)
+	err := row.Scan(&body, &c.ShowStartsAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, fmt.Errorf("offer %s: %w", offerID, ErrNotFound)
 	}

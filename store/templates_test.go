@@ -57,3 +57,38 @@ func TestOfferContentIsTheIssuingVersions(t *testing.T) {
 		t.Fatalf("an unknown offer: %v", err)
 	}
 }
+
+// Deliverable reads in one round trip what Delivery, DeliveryContext and
+// OfferContent read one by one, including an open attempt's context.
+func TestDeliverableIsTheThreeReads(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	fan := catalog(t, s)
+	r := rule(10)
+	r.Templates = &offers.Templates{SMS: "{{.Show}} {{.Link}}"}
+	v := putRule(t, s, r)
+	id := uuid.New()
+	_, err := s.Pool().Exec(ctx, `INSERT INTO offers (id, fan_id, rule_id, rule_version, tier, performer_id, show_id, perks,
+			index_value, event_id, partition, issued_at, expires_at)
+		VALUES ($1, $2, 'r', $3, 1, 'perf', 'show', '{presale}', 12, 'p/e1', 0, now(), now() + interval '1 hour')`, id, fan, v)
+	must(t, err)
+	must(t, s.RecordAttempt(ctx, store.Attempt{OfferID: id, Channel: offers.ChannelSMS, Outcome: store.AttemptSending}))
+
+	got, err := s.Deliverable(ctx, id)
+	must(t, err)
+	d, err := s.Delivery(ctx, id)
+	must(t, err)
+	dc, err := s.DeliveryContext(ctx, id)
+	must(t, err)
+	c, err := s.OfferContent(ctx, id)
+	must(t, err)
+	if want := (store.Deliverable{Delivery: d, Context: dc, Content: c}); !reflect.DeepEqual(got, want) {
+		t.Fatalf("Deliverable %+v\nwant %+v", got, want)
+	}
+	if _, open := got.Context.Open[offers.ChannelSMS]; !open || got.Content.Templates == nil || got.Content.Templates.SMS != r.Templates.SMS {
+		t.Fatalf("Deliverable lost the open attempt or the templates: %+v", got)
+	}
+	if _, err := s.Deliverable(ctx, uuid.New()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an unknown offer: %v", err)
+	}
+}

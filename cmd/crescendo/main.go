@@ -148,7 +148,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	fs.IntVar(&cfg.Performers, "performers", 1_000, "performers (Zipf popularity; rules on the top tenth)")
 	fs.IntVar(&cfg.Partitions, "partitions", 8, "partitions of the activity topic")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "generator seed")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the consumer-path drain to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the consumer-path drain (with -delivery: the backlog drain) to this file")
 	delivery := fs.Bool("delivery", false, "measure delivery instead: a backlog drained through the provider sandboxes, then a steady rate")
 	var dcfg bench.DeliveryConfig
 	fs.IntVar(&dcfg.Backlog, "backlog", 10_000, "with -delivery: offers queued before the dispatcher starts")
@@ -156,6 +156,14 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	fs.IntVar(&dcfg.Workers, "workers", 64, "with -delivery: deliveries in flight")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("creating CPU profile: %w", err)
+		}
+		defer f.Close()
+		cfg.CPUProfile, dcfg.CPUProfile = f, f
 	}
 	if *delivery {
 		dcfg.AdminURL, dcfg.Out = getenv("BENCH_DATABASE_URL"), stdout
@@ -165,14 +173,6 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		res.Print(stdout, dcfg)
 		return nil
-	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fmt.Errorf("creating CPU profile: %w", err)
-		}
-		defer f.Close()
-		cfg.CPUProfile = f
 	}
 	cfg.AdminURL = getenv("BENCH_DATABASE_URL")
 	cfg.Out = stdout

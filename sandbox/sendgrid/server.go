@@ -135,6 +135,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// Len returns how many mail sends were accepted, without copying them.
+func (s *Server) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.messages)
+}
+
 // Messages returns a snapshot of the accepted mail sends, oldest first.
 func (s *Server) Messages() []Message {
 	s.mu.Lock()

@@ -186,6 +186,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// Len returns how many messages were accepted, without copying them.
+func (s *Server) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.messages)
+}
+
 // Messages returns a snapshot of the accepted messages, oldest first.
 func (s *Server) Messages() []Message {
 	s.mu.Lock()
