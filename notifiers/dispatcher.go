@@ -53,8 +53,10 @@ const maxAttempts = 8
 type Store interface {
 	// Deliverable reads the offer, its delivery context and its content at once.
 	Deliverable(ctx context.Context, offerID uuid.UUID) (store.Deliverable, error)
-	MarkDelivered(ctx context.Context, a store.Attempt, at time.Time) (bool, error)
-	RecordAttempt(ctx context.Context, a store.Attempt) error
+	// MarkDeliveredMany and RecordAttempts write the bookkeeping of several
+	// deliveries at once (see combiner).
+	MarkDeliveredMany(ctx context.Context, ds []store.Delivered) error
+	RecordAttempts(ctx context.Context, as []store.Attempt) error
 	FinishOffer(ctx context.Context, offerID uuid.UUID, status, reason string) error
 }
 
@@ -148,7 +150,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	rcfg := &river.Config{Logger: logger, RetryPolicy: backoff{base: cfg.RetryBase, cap: 10 * time.Minute}}
 	if cfg.Workers > 0 {
 		workers := river.NewWorkers()
-		w := &worker{cfg: cfg, logger: logger, smsLimit: limiter(cfg.SMSRate), emailLimit: limiter(cfg.EmailRate)}
+		w := &worker{cfg: cfg, logger: logger, smsLimit: limiter(cfg.SMSRate), emailLimit: limiter(cfg.EmailRate),
+			attempts:  newCombiner(256, cfg.Store.RecordAttempts),
+			delivered: newCombiner(256, cfg.Store.MarkDeliveredMany)}
 		river.AddWorker(workers, w)
 		rcfg.Workers = workers
 		// A job whose process died is taken over after RescueAfter; the
@@ -234,6 +238,16 @@ type worker struct {
 	cfg                  Config
 	logger               *slog.Logger
 	smsLimit, emailLimit *rate.Limiter
+	attempts             *combiner[store.Attempt]
+	delivered            *combiner[store.Delivered]
+}
+
+func (w *worker) recordAttempt(ctx context.Context, a store.Attempt) error {
+	return w.attempts.do(ctx, a)
+}
+
+func (w *worker) markDelivered(ctx context.Context, a store.Attempt, at time.Time) error {
+	return w.delivered.do(ctx, store.Delivered{Attempt: a, At: at})
 }
 
 func limiter(perSecond float64) *rate.Limiter {
@@ -316,13 +330,13 @@ func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 				continue
 			}
 		}
-		if err := w.cfg.Store.RecordAttempt(ctx, store.Attempt{OfferID: id, Channel: ch, Outcome: store.AttemptSending}); err != nil {
+		if err := w.recordAttempt(ctx, store.Attempt{OfferID: id, Channel: ch, Outcome: store.AttemptSending}); err != nil {
 			return err
 		}
 		providerID, err := w.send(ctx, ch, d, msg)
 		if err == nil {
 			at := w.cfg.Clock()
-			_, err := w.cfg.Store.MarkDelivered(ctx, store.Attempt{OfferID: id, Channel: ch, ProviderID: providerID}, at)
+			err := w.markDelivered(ctx, store.Attempt{OfferID: id, Channel: ch, ProviderID: providerID}, at)
 			if err == nil && w.cfg.Delivered != nil {
 				w.cfg.Delivered(ch, d.IssuedAt, at)
 			}
@@ -338,7 +352,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 		case isUnknown(err):
 			outcome = store.AttemptUnknown
 		}
-		if rerr := w.cfg.Store.RecordAttempt(ctx, store.Attempt{OfferID: id, Channel: ch, Outcome: outcome, Detail: err.Error()}); rerr != nil {
+		if rerr := w.recordAttempt(ctx, store.Attempt{OfferID: id, Channel: ch, Outcome: outcome, Detail: err.Error()}); rerr != nil {
 			return rerr
 		}
 		if outcome == "failed" {
@@ -390,11 +404,11 @@ func (w *worker) resolve(ctx context.Context, d store.Delivery, dc store.Deliver
 			return false, fmt.Errorf("asking %s whether an earlier attempt went out: %w", ch, err)
 		}
 		if found {
-			_, err := w.cfg.Store.MarkDelivered(ctx, store.Attempt{OfferID: d.OfferID, Channel: ch, ProviderID: providerID,
+			err := w.markDelivered(ctx, store.Attempt{OfferID: d.OfferID, Channel: ch, ProviderID: providerID,
 				Detail: "found at the provider after an unknown outcome"}, w.cfg.Clock())
 			return err == nil, err
 		}
-		if err := w.cfg.Store.RecordAttempt(ctx, store.Attempt{OfferID: d.OfferID, Channel: ch, Outcome: store.AttemptNotFound}); err != nil {
+		if err := w.recordAttempt(ctx, store.Attempt{OfferID: d.OfferID, Channel: ch, Outcome: store.AttemptNotFound}); err != nil {
 			return false, err
 		}
 	}

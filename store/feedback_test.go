@@ -339,3 +339,68 @@ func TestErasureKeepsTheSuppressionButNotTheFansAddressInTheLedger(t *testing.T)
 		t.Fatalf("an opt-in lifted a bounce: suppressed %v, %v", s, err)
 	}
 }
+
+// The grouped writes do what their one-offer forms do: attempts logged, and
+// only offers still waiting for delivery marked delivered, each with its
+// channel, provider id and time; every one gets its 'sent' attempt.
+func TestGroupedDeliveryBookkeeping(t *testing.T) {
+	d := newDesk(t)
+	ctx := t.Context()
+	a := d.offer(t, 1, offers.ChannelSMS, "", time.Hour)
+	b := d.offer(t, 2, offers.ChannelEmail, "", time.Hour)
+	c := d.offer(t, 3, offers.ChannelSMS, "", time.Hour)
+	must(t, d.s.FinishOffer(ctx, c, store.OfferExpired, "test"))
+	must(t, d.s.RecordAttempts(ctx, []store.Attempt{
+		{OfferID: a, Channel: offers.ChannelSMS, Outcome: store.AttemptSending},
+		{OfferID: b, Channel: offers.ChannelEmail, Outcome: store.AttemptSending},
+	}))
+	for _, id := range []uuid.UUID{a, b} {
+		dc, err := d.s.DeliveryContext(ctx, id)
+		must(t, err)
+		if len(dc.Open) != 1 {
+			t.Fatalf("offer %s: open attempts %v after its sending attempt, want one", id, dc.Open)
+		}
+	}
+	at := d.now.Add(time.Second)
+	must(t, d.s.MarkDeliveredMany(ctx, []store.Delivered{
+		{Attempt: store.Attempt{OfferID: a, Channel: offers.ChannelSMS, ProviderID: "SM-a"}, At: at},
+		{Attempt: store.Attempt{OfferID: b, Channel: offers.ChannelEmail, ProviderID: "msg-b"}, At: at.Add(time.Second)},
+		{Attempt: store.Attempt{OfferID: c, Channel: offers.ChannelSMS, ProviderID: "SM-c"}, At: at},
+	}))
+	for id, want := range map[uuid.UUID]struct {
+		status, channel, provider string
+		at                        time.Time
+	}{a: {"delivered", "sms", "SM-a", at}, b: {"delivered", "email", "msg-b", at.Add(time.Second)}, c: {"expired", "sms", "", time.Time{}}} {
+		var status string
+		var channel, provider *string
+		var deliveredAt *time.Time
+		must(t, d.s.Pool().QueryRow(ctx, `SELECT status, channel, provider_id, delivered_at FROM offers WHERE id = $1`, id).
+			Scan(&status, &channel, &provider, &deliveredAt))
+		got := struct {
+			status, channel, provider string
+			at                        time.Time
+		}{status: status}
+		if channel != nil {
+			got.channel = *channel
+		}
+		if provider != nil {
+			got.provider = *provider
+		}
+		if deliveredAt != nil {
+			got.at = deliveredAt.UTC()
+		}
+		if got != want {
+			t.Errorf("offer %s: %+v, want %+v", id, got, want)
+		}
+		var sent int
+		must(t, d.s.Pool().QueryRow(ctx, `SELECT count(*) FROM delivery_attempts WHERE offer_id = $1 AND outcome = 'sent'`, id).Scan(&sent))
+		if sent != 1 {
+			t.Errorf("offer %s: %d sent attempts, want 1", id, sent)
+		}
+		dc, err := d.s.DeliveryContext(ctx, id)
+		must(t, err)
+		if len(dc.Open) != 0 {
+			t.Errorf("offer %s: open attempts %v after it was sent", id, dc.Open)
+		}
+	}
+}

@@ -174,6 +174,66 @@ func (s *Store) MarkDelivered(ctx context.Context, a Attempt, at time.Time) (boo
 	return moved == 1, nil
 }
 
+// RecordAttempts logs delivery attempts of several offers in one statement:
+// workers' bookkeeping grouped into one round trip and one commit.
+func (s *Store) RecordAttempts(ctx context.Context, as []Attempt) error {
+	if len(as) == 0 {
+		return nil
+	}
+	ids, channels, outcomes, providers, details := attemptColumns(as)
+	_, err := s.pool.Exec(ctx, `INSERT INTO delivery_attempts (offer_id, channel, outcome, provider_id, detail)
+		SELECT offer_id, channel, outcome, NULLIF(provider_id, ''), NULLIF(detail, '')
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(offer_id, channel, outcome, provider_id, detail)`,
+		ids, channels, outcomes, providers, details)
+	if err != nil {
+		return fmt.Errorf("recording %d delivery attempts: %w", len(as), err)
+	}
+	return nil
+}
+
+// Delivered is an offer a provider accepted, and when.
+type Delivered struct {
+	Attempt
+	At time.Time
+}
+
+// MarkDeliveredMany records several successful deliveries, with their
+// attempts, in one statement (one transaction), as MarkDelivered does each.
+func (s *Store) MarkDeliveredMany(ctx context.Context, ds []Delivered) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	as := make([]Attempt, len(ds))
+	at := make([]time.Time, len(ds))
+	for i, d := range ds {
+		as[i], at[i] = d.Attempt, d.At
+	}
+	ids, channels, _, providers, details := attemptColumns(as)
+	_, err := s.pool.Exec(ctx, `WITH input AS (
+			SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS t(offer_id, channel, provider_id, detail, at)
+		), moved AS (
+			UPDATE offers o SET status = 'delivered', channel = i.channel, provider_id = NULLIF(i.provider_id, ''), delivered_at = i.at
+			FROM input i WHERE o.id = i.offer_id AND o.status = 'issued'
+		)
+		INSERT INTO delivery_attempts (offer_id, channel, outcome, provider_id, detail)
+		SELECT offer_id, channel, 'sent', NULLIF(provider_id, ''), NULLIF(detail, '') FROM input`,
+		ids, channels, providers, details, at)
+	if err != nil {
+		return fmt.Errorf("marking %d offers delivered: %w", len(ds), err)
+	}
+	return nil
+}
+
+func attemptColumns(as []Attempt) (ids []uuid.UUID, channels, outcomes, providers, details []string) {
+	ids = make([]uuid.UUID, len(as))
+	channels, outcomes = make([]string, len(as)), make([]string, len(as))
+	providers, details = make([]string, len(as)), make([]string, len(as))
+	for i, a := range as {
+		ids[i], channels[i], outcomes[i], providers[i], details[i] = a.OfferID, string(a.Channel), a.Outcome, a.ProviderID, a.Detail
+	}
+	return ids, channels, outcomes, providers, details
+}
+
 // FinishOffer moves an offer still waiting for delivery to a final state with a reason.
 func (s *Store) FinishOffer(ctx context.Context, offerID uuid.UUID, status, reason string) error {
 	_, err := s.pool.Exec(ctx, `UPDATE offers SET status = $2, status_reason = $3 WHERE id = $1 AND status = 'issued'`,
