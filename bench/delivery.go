@@ -33,7 +33,7 @@ type DeliveryConfig struct {
 	Backlog int // offers queued before the dispatcher starts; default 10,000
 	Rate    int // offers issued per second in the steady phase; default 1,000
 	Seconds int // length of the steady phase; default 5
-	Workers int // deliveries in flight; default 64
+	Workers int // deliveries in flight; default 128
 	// AdminURL names the Postgres server; the run creates its own database there and drops it.
 	AdminURL string
 	Out      io.Writer
@@ -56,7 +56,7 @@ func RunDelivery(ctx context.Context, cfg DeliveryConfig) (DeliveryResult, error
 	cfg.Backlog = cmp.Or(cfg.Backlog, 10_000)
 	cfg.Rate = cmp.Or(cfg.Rate, 1_000)
 	cfg.Seconds = cmp.Or(cfg.Seconds, 5)
-	cfg.Workers = cmp.Or(cfg.Workers, 64)
+	cfg.Workers = cmp.Or(cfg.Workers, 128)
 	cfg.AdminURL = cmp.Or(cfg.AdminURL, "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
 	out := cmp.Or[io.Writer](cfg.Out, io.Discard)
 	res := DeliveryResult{Backlog: cfg.Backlog, Rate: cfg.Rate}
@@ -194,8 +194,10 @@ func RunDelivery(ctx context.Context, cfg DeliveryConfig) (DeliveryResult, error
 
 	fmt.Fprintf(out, "issuing %d offers/s for %ds\n", cfg.Rate, cfg.Seconds)
 	rest := fans[cfg.Backlog:]
-	tick := time.NewTicker(100 * time.Millisecond)
-	per := max(cfg.Rate/10, 1)
+	// Offers reach the outbox with the consumer's checkpoints, which commit
+	// every BatchLinger (20ms) under load: issue them in 20ms batches.
+	tick := time.NewTicker(20 * time.Millisecond)
+	per := max(cfg.Rate/50, 1)
 	for len(rest) > 0 {
 		<-tick.C
 		n := min(per, len(rest))
@@ -280,7 +282,7 @@ func seedDelivery(ctx context.Context, st *store.Store, n int) ([]uuid.UUID, err
 // Print writes a report of r with the conditions it was measured under.
 func (r DeliveryResult) Print(w io.Writer, cfg DeliveryConfig) {
 	fmt.Fprintf(w, "\nconditions: Twilio and SendGrid sandboxes on loopback, outbox in local Postgres (River), %d workers, half texts half emails\n",
-		cmp.Or(cfg.Workers, 64))
+		cmp.Or(cfg.Workers, 128))
 	fmt.Fprintf(w, "backlog:     %d offers delivered in %s: %.0f deliveries/s\n", r.Backlog, r.DrainTime.Round(time.Millisecond), r.DrainRate)
 	fmt.Fprintf(w, "steady:      %d offers at %d/s: issue-to-provider p50 %s, p99 %s\n", r.Steady, r.Rate,
 		r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond))

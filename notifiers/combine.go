@@ -2,6 +2,7 @@ package notifiers
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -17,22 +18,24 @@ import (
 // adds no latency, and a busy one amortizes a commit over everyone waiting.
 // Each caller returns only once its item is durable (or the write failed),
 // so the order of effects a delivery depends on is unchanged.
-type combiner[T any] struct {
-	write func(ctx context.Context, items []T) error
+type combiner[T, R any] struct {
+	// write writes (or reads) items at once, returning one result per item.
+	write func(ctx context.Context, items []T) ([]R, error)
 	max   int // items per write
 
 	mu      sync.Mutex
 	busy    bool // a caller is writing, or has been handed the turn
-	pending []*combined[T]
+	pending []*combined[T, R]
 }
 
-type combined[T any] struct {
+type combined[T, R any] struct {
 	item T
 	// res receives the write's result, or lead=true: this caller writes next.
-	res chan combinedResult
+	res chan combinedResult[R]
 }
 
-type combinedResult struct {
+type combinedResult[R any] struct {
+	r    R
 	err  error
 	lead bool
 }
@@ -41,20 +44,27 @@ type combinedResult struct {
 // its batch, so no one caller's cancellation may cut it short.
 const writeTimeout = 15 * time.Second
 
-func newCombiner[T any](max int, write func(ctx context.Context, items []T) error) *combiner[T] {
-	return &combiner[T]{write: write, max: max}
+func newCombiner[T, R any](max int, write func(ctx context.Context, items []T) ([]R, error)) *combiner[T, R] {
+	return &combiner[T, R]{write: write, max: max}
+}
+
+// writeOnly adapts a write without results to a combiner's.
+func writeOnly[T any](write func(ctx context.Context, items []T) error) func(context.Context, []T) ([]struct{}, error) {
+	return func(ctx context.Context, items []T) ([]struct{}, error) {
+		return make([]struct{}, len(items)), write(ctx, items)
+	}
 }
 
 // do writes item, alone or with others, and returns the write's result.
-func (c *combiner[T]) do(ctx context.Context, item T) error {
-	me := &combined[T]{item: item, res: make(chan combinedResult, 1)}
+func (c *combiner[T, R]) do(ctx context.Context, item T) (R, error) {
+	me := &combined[T, R]{item: item, res: make(chan combinedResult[R], 1)}
 	c.mu.Lock()
 	c.pending = append(c.pending, me)
 	if c.busy {
 		c.mu.Unlock()
 		// Not abandoned on ctx: the write may already carry the item.
 		if r := <-me.res; !r.lead {
-			return r.err
+			return r.r, r.err
 		}
 	} else {
 		c.busy = true
@@ -64,7 +74,7 @@ func (c *combiner[T]) do(ctx context.Context, item T) error {
 }
 
 // lead writes one batch, which holds me, and hands the turn on.
-func (c *combiner[T]) lead(ctx context.Context, me *combined[T]) error {
+func (c *combiner[T, R]) lead(ctx context.Context, me *combined[T, R]) (R, error) {
 	c.mu.Lock()
 	n := min(len(c.pending), c.max)
 	batch := c.pending[:n:n]
@@ -77,47 +87,58 @@ func (c *combiner[T]) lead(ctx context.Context, me *combined[T]) error {
 	for i, b := range batch {
 		items[i] = b.item
 	}
-	errs := c.writeAll(ctx, items)
-	var mine error
+	results := c.writeAll(ctx, items)
+	var mine combinedResult[R]
 	for i, b := range batch {
 		if b == me {
-			mine = errs[i]
+			mine = results[i]
 			continue
 		}
-		b.res <- combinedResult{err: errs[i]}
+		b.res <- results[i]
 	}
 	c.mu.Lock()
 	if len(c.pending) > 0 {
 		next := c.pending[0]
 		c.mu.Unlock()
-		next.res <- combinedResult{lead: true}
+		next.res <- combinedResult[R]{lead: true}
 	} else {
 		c.busy = false
 		c.mu.Unlock()
 	}
-	return mine
+	return mine.r, mine.err
 }
 
 // writeAll writes items in one statement; if that fails, one by one, so that
 // one item the database refuses (an offer erased meanwhile) fails only its
 // own delivery.
-func (c *combiner[T]) writeAll(ctx context.Context, items []T) []error {
+func (c *combiner[T, R]) writeAll(ctx context.Context, items []T) []combinedResult[R] {
 	ctx = context.WithoutCancel(ctx)
-	write := func(items []T) error {
+	write := func(items []T) ([]R, error) {
 		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 		defer cancel()
-		return c.write(wctx, items)
-	}
-	errs := make([]error, len(items))
-	err := write(items)
-	if err == nil || len(items) == 1 {
-		for i := range errs {
-			errs[i] = err
+		rs, err := c.write(wctx, items)
+		if err == nil && len(rs) != len(items) {
+			err = fmt.Errorf("grouped write returned %d results for %d items", len(rs), len(items))
 		}
-		return errs
+		return rs, err
+	}
+	out := make([]combinedResult[R], len(items))
+	rs, err := write(items)
+	if err == nil || len(items) == 1 {
+		for i := range out {
+			out[i].err = err
+			if err == nil {
+				out[i].r = rs[i]
+			}
+		}
+		return out
 	}
 	for i := range items {
-		errs[i] = write(items[i : i+1])
+		if rs, err := write(items[i : i+1]); err != nil {
+			out[i].err = err
+		} else {
+			out[i].r = rs[0]
+		}
 	}
-	return errs
+	return out
 }

@@ -16,7 +16,7 @@ func TestCombinerGroupsConcurrentWrites(t *testing.T) {
 	writes := 0
 	hold := make(chan struct{})
 	first := make(chan struct{})
-	c := newCombiner(64, func(_ context.Context, items []int) error {
+	c := newCombiner(64, writeOnly(func(_ context.Context, items []int) error {
 		mu.Lock()
 		writes++
 		n := writes
@@ -29,11 +29,11 @@ func TestCombinerGroupsConcurrentWrites(t *testing.T) {
 		written = append(written, items...)
 		mu.Unlock()
 		return nil
-	})
+	}))
 	const callers = 100
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := c.do(t.Context(), 0); err != nil {
+		if _, err := c.do(t.Context(), 0); err != nil {
 			t.Error(err)
 		}
 	})
@@ -45,7 +45,7 @@ func TestCombinerGroupsConcurrentWrites(t *testing.T) {
 			c.mu.Lock()
 			queued.Done()
 			c.mu.Unlock()
-			if err := c.do(t.Context(), i); err != nil {
+			if _, err := c.do(t.Context(), i); err != nil {
 				t.Error(err)
 			}
 			mu.Lock()
@@ -80,15 +80,15 @@ func TestCombinerIsolatesARefusedItem(t *testing.T) {
 	bad := errors.New("refused")
 	hold, first := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	c := newCombiner(64, func(_ context.Context, items []int) error {
+	c := newCombiner(64, writeOnly(func(_ context.Context, items []int) error {
 		once.Do(func() { close(first); <-hold })
 		if slices.Contains(items, 13) {
 			return bad
 		}
 		return nil
-	})
+	}))
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = c.do(t.Context(), 0) })
+	wg.Go(func() { _, _ = c.do(t.Context(), 0) })
 	<-first
 	errs := make([]error, 30)
 	var queued sync.WaitGroup
@@ -98,7 +98,7 @@ func TestCombinerIsolatesARefusedItem(t *testing.T) {
 			c.mu.Lock()
 			queued.Done()
 			c.mu.Unlock()
-			errs[i] = c.do(t.Context(), i)
+			_, errs[i] = c.do(t.Context(), i)
 		})
 	}
 	queued.Wait()

@@ -51,8 +51,9 @@ const maxAttempts = 8
 
 // Store is what delivery needs from durable storage.
 type Store interface {
-	// Deliverable reads the offer, its delivery context and its content at once.
-	Deliverable(ctx context.Context, offerID uuid.UUID) (store.Deliverable, error)
+	// Deliverables reads offers, their delivery contexts and their content at
+	// once; offers that do not exist are left out.
+	Deliverables(ctx context.Context, offerIDs []uuid.UUID) (map[uuid.UUID]store.Deliverable, error)
 	// MarkDeliveredMany and RecordAttempts write the bookkeeping of several
 	// deliveries at once (see combiner).
 	MarkDeliveredMany(ctx context.Context, ds []store.Delivered) error
@@ -151,8 +152,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Workers > 0 {
 		workers := river.NewWorkers()
 		w := &worker{cfg: cfg, logger: logger, smsLimit: limiter(cfg.SMSRate), emailLimit: limiter(cfg.EmailRate),
-			attempts:  newCombiner(256, cfg.Store.RecordAttempts),
-			delivered: newCombiner(256, cfg.Store.MarkDeliveredMany)}
+			loads:     newCombiner(256, loadDeliverables(cfg.Store)),
+			attempts:  newCombiner(256, writeOnly(cfg.Store.RecordAttempts)),
+			delivered: newCombiner(256, writeOnly(cfg.Store.MarkDeliveredMany))}
 		river.AddWorker(workers, w)
 		rcfg.Workers = workers
 		// A job whose process died is taken over after RescueAfter; the
@@ -238,16 +240,48 @@ type worker struct {
 	cfg                  Config
 	logger               *slog.Logger
 	smsLimit, emailLimit *rate.Limiter
-	attempts             *combiner[store.Attempt]
-	delivered            *combiner[store.Delivered]
+	loads                *combiner[uuid.UUID, loaded]
+	attempts             *combiner[store.Attempt, struct{}]
+	delivered            *combiner[store.Delivered, struct{}]
+}
+
+// loaded is one offer's Deliverable, found or not.
+type loaded struct {
+	d     store.Deliverable
+	found bool
+}
+
+// loadDeliverables reads offers for the workers waiting on them at once.
+func loadDeliverables(s Store) func(context.Context, []uuid.UUID) ([]loaded, error) {
+	return func(ctx context.Context, ids []uuid.UUID) ([]loaded, error) {
+		all, err := s.Deliverables(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]loaded, len(ids))
+		for i, id := range ids {
+			out[i].d, out[i].found = all[id]
+		}
+		return out, nil
+	}
+}
+
+func (w *worker) deliverable(ctx context.Context, id uuid.UUID) (store.Deliverable, error) {
+	l, err := w.loads.do(ctx, id)
+	if err == nil && !l.found {
+		err = fmt.Errorf("offer %s: %w", id, store.ErrNotFound)
+	}
+	return l.d, err
 }
 
 func (w *worker) recordAttempt(ctx context.Context, a store.Attempt) error {
-	return w.attempts.do(ctx, a)
+	_, err := w.attempts.do(ctx, a)
+	return err
 }
 
 func (w *worker) markDelivered(ctx context.Context, a store.Attempt, at time.Time) error {
-	return w.delivered.do(ctx, store.Delivered{Attempt: a, At: at})
+	_, err := w.delivered.do(ctx, store.Delivered{Attempt: a, At: at})
+	return err
 }
 
 func limiter(perSecond float64) *rate.Limiter {
@@ -294,7 +328,7 @@ func smsHours(now time.Time, name string) (bool, time.Time) {
 // refused.
 func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	id := job.Args.OfferID
-	all, err := w.cfg.Store.Deliverable(ctx, id)
+	all, err := w.deliverable(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // erased since it was issued
 	}

@@ -34,25 +34,30 @@ type DeliveryContext struct {
 
 // DeliveryContext returns the fan's zone and the offer's unresolved attempts.
 func (s *Store) DeliveryContext(ctx context.Context, offerID uuid.UUID) (DeliveryContext, error) {
-	return scanDeliveryContext(s.pool.QueryRow(ctx, deliveryContextSQL, offerID))
+	return scanDeliveryContext(s.pool.QueryRow(ctx, `SELECT `+deliveryContextColumns+` WHERE o.id = $1 GROUP BY f.time_zone`, offerID), nil)
 }
 
-const deliveryContextSQL = `SELECT f.time_zone, COALESCE(array_agg(a.channel) FILTER (WHERE a.channel IS NOT NULL), '{}'),
+// deliveryContextColumns is the select list and FROM clause of a delivery
+// context, for one offer or many.
+const deliveryContextColumns = `f.time_zone, COALESCE(array_agg(a.channel) FILTER (WHERE a.channel IS NOT NULL), '{}'),
 		COALESCE(array_agg(a.since) FILTER (WHERE a.channel IS NOT NULL), '{}')
 	FROM offers o JOIN fans f ON f.id = o.fan_id
 	LEFT JOIN LATERAL (
 		SELECT channel, min(attempted_at) FILTER (WHERE outcome IN ('sending', 'unknown')) AS since
 		FROM delivery_attempts WHERE offer_id = o.id
 		GROUP BY channel
-		HAVING (array_agg(outcome ORDER BY id DESC))[1] IN ('sending', 'unknown')) a ON true
-	WHERE o.id = $1
-	GROUP BY f.time_zone`
+		HAVING (array_agg(outcome ORDER BY id DESC))[1] IN ('sending', 'unknown')) a ON true`
 
-func scanDeliveryContext(row pgx.Row) (DeliveryContext, error) {
+// scanDeliveryContext scans a delivery context, after the offer id when id is set.
+func scanDeliveryContext(row pgx.Row, id *uuid.UUID) (DeliveryContext, error) {
 	dc := DeliveryContext{TimeZone: "UTC", Open: map[offers.Channel]time.Time{}}
 	var channels []string
 	var since []time.Time
-	err := row.Scan(&dc.TimeZone, &channels, &since)
+	dest := []any{&dc.TimeZone, &channels, &since}
+	if id != nil {
+		dest = append([]any{id}, dest...)
+	}
+	err := row.Scan(dest...)
 	if err != nil && err != pgx.ErrNoRows {
 		return dc, fmt.Errorf("reading delivery context: %w", err)
 	}

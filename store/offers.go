@@ -51,10 +51,12 @@ var ErrNotFound = errors.New("not found")
 
 // Delivery loads the delivery view of an offer.
 func (s *Store) Delivery(ctx context.Context, offerID uuid.UUID) (Delivery, error) {
-	return scanDelivery(s.pool.QueryRow(ctx, deliverySQL, offerID), offerID)
+	return scanDelivery(s.pool.QueryRow(ctx, `SELECT `+deliveryColumns+` WHERE o.id = $1`, offerID), offerID)
 }
 
-const deliverySQL = `SELECT o.id, o.fan_id, o.status, o.tier, o.perks, o.issued_at, o.expires_at, r.channels,
+// deliveryColumns is the select list and FROM clause of a Delivery, for one
+// offer or many; the offer id comes first.
+const deliveryColumns = `o.id, o.fan_id, o.status, o.tier, o.perks, o.issued_at, o.expires_at, r.channels,
 		f.display_name, f.phone, f.email, sh.name, p.name, COALESCE(o.presale_code, ''),
 		ARRAY(SELECT DISTINCT channel FROM delivery_attempts a WHERE a.offer_id = o.id AND a.outcome = 'failed'),
 		ARRAY(SELECT s.channel FROM suppressions s WHERE s.lifted_at IS NULL
@@ -64,8 +66,7 @@ const deliverySQL = `SELECT o.id, o.fan_id, o.status, o.tier, o.perks, o.issued_
 	JOIN rules r ON r.id = o.rule_id
 	JOIN fans f ON f.id = o.fan_id
 	JOIN shows sh ON sh.id = o.show_id
-	JOIN performers p ON p.id = o.performer_id
-	WHERE o.id = $1`
+	JOIN performers p ON p.id = o.performer_id`
 
 func scanDelivery(row pgx.Row, offerID uuid.UUID) (Delivery, error) {
 	var d Delivery
@@ -106,29 +107,70 @@ type Deliverable struct {
 }
 
 // Deliverable reads an offer's Delivery, DeliveryContext and OfferContent in
-// one round trip (a pipelined batch, which Postgres runs in one implicit
-// transaction, so the three agree with each other). ErrNotFound when the
-// offer does not exist.
+// one round trip; ErrNotFound when the offer does not exist.
 func (s *Store) Deliverable(ctx context.Context, offerID uuid.UUID) (Deliverable, error) {
+	all, err := s.Deliverables(ctx, []uuid.UUID{offerID})
+	if err != nil {
+		return Deliverable{}, err
+	}
+	d, ok := all[offerID]
+	if !ok {
+		return Deliverable{}, fmt.Errorf("offer %s: %w", offerID, ErrNotFound)
+	}
+	return d, nil
+}
+
+// Deliverables reads the Deliverable of each offer that exists, in one round
+// trip: a pipelined batch of three queries, which Postgres runs in one
+// implicit transaction, so the parts of each agree with each other.
+func (s *Store) Deliverables(ctx context.Context, offerIDs []uuid.UUID) (map[uuid.UUID]Deliverable, error) {
+	out := make(map[uuid.UUID]Deliverable, len(offerIDs))
+	contexts := make(map[uuid.UUID]DeliveryContext, len(offerIDs))
+	contents := make(map[uuid.UUID]OfferContent, len(offerIDs))
 	b := &pgx.Batch{}
-	b.Queue(deliverySQL, offerID)
-	b.Queue(deliveryContextSQL, offerID)
-	b.Queue(offerContentSQL, offerID)
-	br := s.pool.SendBatch(ctx, b)
-	defer func() { _ = br.Close() }()
-	var out Deliverable
-	var err error
-	if out.Delivery, err = scanDelivery(br.QueryRow(), offerID); err != nil {
-		return Deliverable{}, err
+	b.Queue(`SELECT `+deliveryColumns+` WHERE o.id = ANY($1)`, offerIDs).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			d, err := scanDelivery(rows, uuid.Nil)
+			if err != nil {
+				return err
+			}
+			out[d.OfferID] = Deliverable{Delivery: d}
+		}
+		return rows.Err()
+	})
+	b.Queue(`SELECT o.id, `+deliveryContextColumns+` WHERE o.id = ANY($1) GROUP BY o.id, f.time_zone`, offerIDs).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id uuid.UUID
+			dc, err := scanDeliveryContext(rows, &id)
+			if err != nil {
+				return err
+			}
+			contexts[id] = dc
+		}
+		return rows.Err()
+	})
+	b.Queue(`SELECT o.id, `+offerContentColumns+` WHERE o.id = ANY($1)`, offerIDs).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id uuid.UUID
+			c, err := scanOfferContent(rows, uuid.Nil, &id)
+			if err != nil {
+				return err
+			}
+			contents[id] = c
+		}
+		return rows.Err()
+	})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("loading %d offers for delivery: %w", len(offerIDs), err)
 	}
-	if out.Context, err = scanDeliveryContext(br.QueryRow()); err != nil {
-		return Deliverable{}, err
-	}
-	if out.Content, err = scanOfferContent(br.QueryRow(), offerID); err != nil {
-		return Deliverable{}, err
-	}
-	if err := br.Close(); err != nil {
-		return Deliverable{}, fmt.Errorf("loading offer %s: %w", offerID, err)
+	for id, d := range out {
+		dc, ok := contexts[id]
+		if !ok { // as scanDeliveryContext says no rows
+			dc = DeliveryContext{TimeZone: "UTC", Open: map[offers.Channel]time.Time{}}
+		}
+		d.Context = dc
+		d.Content = contents[id]
+		out[id] = d
 	}
 	return out, nil
 }

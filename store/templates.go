@@ -28,25 +28,34 @@ type OfferContent struct {
 // keeps that version's perks: a later edit of the rule changes new offers
 // only.
 func (s *Store) OfferContent(ctx context.Context, offerID uuid.UUID) (OfferContent, error) {
-	return scanOfferContent(s.pool.QueryRow(ctx, offerContentSQL, offerID), offerID)
+	return scanOfferContent(s.pool.QueryRow(ctx, `SELECT `+offerContentColumns+` WHERE o.id = $1`, offerID), offerID, nil)
 }
 
-const offerContentSQL = `SELECT COALESCE(v.body, r.body), sh.starts_at
+// offerContentColumns is the select list and FROM clause of offer content,
+// for one offer or many.
+const offerContentColumns = `COALESCE(v.body, r.body), sh.starts_at
 	FROM offers o
 	JOIN rules r ON r.id = o.rule_id
 	JOIN shows sh ON sh.id = o.show_id
-	LEFT JOIN rule_versions v ON v.rule_id = o.rule_id AND v.version = o.rule_version
-	WHERE o.id = $1`
+	LEFT JOIN rule_versions v ON v.rule_id = o.rule_id AND v.version = o.rule_version`
 
-func scanOfferContent(row pgx.Row, offerID uuid.UUID) (OfferContent, error) {
+// scanOfferContent scans offer content, after the offer id when id is set.
+func scanOfferContent(row pgx.Row, offerID uuid.UUID, id *uuid.UUID) (OfferContent, error) {
 	var c OfferContent
 	var body []byte
-	err := row.Scan(&body, &c.ShowStartsAt)
+	dest := []any{&body, &c.ShowStartsAt}
+	if id != nil {
+		dest = append([]any{id}, dest...)
+	}
+	err := row.Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, fmt.Errorf("offer %s: %w", offerID, ErrNotFound)
 	}
 	if err != nil {
 		return c, fmt.Errorf("reading offer %s's templates: %w", offerID, err)
+	}
+	if id != nil {
+		offerID = *id
 	}
 	var rule struct {
 		Templates *offers.Templates `json:"templates"`

@@ -91,4 +91,26 @@ func TestDeliverableIsTheThreeReads(t *testing.T) {
 	if _, err := s.Deliverable(ctx, uuid.New()); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("an unknown offer: %v", err)
 	}
+
+	// Many at once: each as if read alone; unknown offers are left out.
+	other := uuid.New()
+	_, err = s.Pool().Exec(ctx, `INSERT INTO offers (id, fan_id, rule_id, rule_version, tier, performer_id, show_id, perks,
+			index_value, event_id, partition, issued_at, expires_at)
+		VALUES ($1, $2, 'r', $3, 2, 'perf', 'show', '{presale}', 14, 'p/e2', 0, now(), now() + interval '2 hours')`, other, fan, v)
+	must(t, err)
+	many, err := s.Deliverables(ctx, []uuid.UUID{id, uuid.New(), other})
+	must(t, err)
+	if len(many) != 2 {
+		t.Fatalf("Deliverables returned %d offers, want the 2 that exist", len(many))
+	}
+	for _, oid := range []uuid.UUID{id, other} {
+		alone, err := s.Deliverable(ctx, oid)
+		must(t, err)
+		if !reflect.DeepEqual(many[oid], alone) {
+			t.Fatalf("offer %s read with others %+v\nalone %+v", oid, many[oid], alone)
+		}
+	}
+	if len(many[other].Context.Open) != 0 || len(many[id].Context.Open) != 1 {
+		t.Fatalf("open attempts mixed up between offers: %v, %v", many[id].Context.Open, many[other].Context.Open)
+	}
 }

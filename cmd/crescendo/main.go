@@ -153,7 +153,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	var dcfg bench.DeliveryConfig
 	fs.IntVar(&dcfg.Backlog, "backlog", 10_000, "with -delivery: offers queued before the dispatcher starts")
 	fs.IntVar(&dcfg.Rate, "rate", 1_000, "with -delivery: offers issued per second in the steady phase")
-	fs.IntVar(&dcfg.Workers, "workers", 64, "with -delivery: deliveries in flight")
+	fs.IntVar(&dcfg.Workers, "workers", 128, "with -delivery: deliveries in flight")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
