@@ -354,7 +354,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	if len(channels) == 0 {
 		return w.cfg.Store.FinishOffer(ctx, id, store.OfferFailed, "no reachable channel")
 	}
-	msg := w.message(d, all.Content, dc, token, now)
+	msg := w.message(d, all.Content, dc, token, now, channels)
 	var reasons []string
 	var smsAt time.Time // when SMS, held back by the hours, may go
 	for _, ch := range channels {

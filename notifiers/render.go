@@ -3,6 +3,7 @@ package notifiers
 import (
 	"encoding/json"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,8 +59,11 @@ const (
 )
 
 // renderOffer renders an offer's messages with its rule's templates (nil:
-// the built-in ones); dates are said in loc, the fan's zone.
-func renderOffer(d store.Delivery, c store.OfferContent, l links, loc *time.Location, now time.Time) message {
+// the built-in ones); dates are said in loc, the fan's zone. Only the
+// channels in chs are rendered (nil: all): a delivery sends one, and the
+// HTML email alone costs more than a text.
+func renderOffer(d store.Delivery, c store.OfferContent, l links, loc *time.Location, now time.Time, chs []offers.Channel) message {
+	want := func(ch offers.Channel) bool { return chs == nil || slices.Contains(chs, ch) }
 	if loc == nil {
 		loc = time.UTC
 	}
@@ -73,10 +77,23 @@ func renderOffer(d store.Delivery, c store.OfferContent, l links, loc *time.Loca
 	}
 	t := c.Templates
 	m := message{refused: map[offers.Channel]error{}}
-	var err error
-	if m.sms, err = t.RenderSMS(data); err != nil {
-		m.refused[offers.ChannelSMS] = errUnrenderable{err}
+	if want(offers.ChannelSMS) {
+		var err error
+		if m.sms, err = t.RenderSMS(data); err != nil {
+			m.refused[offers.ChannelSMS] = errUnrenderable{err}
+		}
 	}
+	if want(offers.ChannelEmail) {
+		m.renderEmail(t, data, l)
+	}
+	if want(offers.ChannelPush) {
+		m.renderPush(t, data, d, l, now)
+	}
+	return m
+}
+
+func (m *message) renderEmail(t *offers.Templates, data offers.MessageData, l links) {
+	var err error
 	if m.subject, m.text, m.html, err = t.RenderEmail(data); err != nil {
 		m.refused[offers.ChannelEmail] = errUnrenderable{err}
 	}
@@ -90,6 +107,9 @@ func renderOffer(d store.Delivery, c store.OfferContent, l links, loc *time.Loca
 			"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
 		}
 	}
+}
+
+func (m *message) renderPush(t *offers.Templates, data offers.MessageData, d store.Delivery, l links, now time.Time) {
 	title, body, deepLink, err := t.RenderPush(data)
 	if err != nil {
 		m.refused[offers.ChannelPush] = errUnrenderable{err}
@@ -106,18 +126,18 @@ func renderOffer(d store.Delivery, c store.OfferContent, l links, loc *time.Loca
 		"deep_link":    deepLink,
 		"sent_at":      now.UTC().Format(time.RFC3339Nano),
 	})
-	return m
 }
 
 // message renders the offer's messages for delivery: its rule's templates,
 // dates in the fan's zone, the offer link made of token, and for email the
 // one-click unsubscribe link of the fan's address.
-func (w *worker) message(d store.Delivery, content store.OfferContent, dc store.DeliveryContext, token string, now time.Time) message {
+// Only the channels in chs are rendered (nil: all).
+func (w *worker) message(d store.Delivery, content store.OfferContent, dc store.DeliveryContext, token string, now time.Time, chs []offers.Channel) message {
 	l := links{offer: w.cfg.LinkBase + token, token: token}
 	if base := unsubscribeBase(w.cfg.LinkBase); base != "" && d.Email != "" {
 		l.unsubscribe = base + w.cfg.Signer.UnsubscribeToken(d.Email)
 	}
-	return renderOffer(d, content, l, zone(dc.TimeZone), now)
+	return renderOffer(d, content, l, zone(dc.TimeZone), now, chs)
 }
 
 // zones memoizes time.LoadLocation, which reads and parses the zone's file

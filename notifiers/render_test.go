@@ -58,7 +58,7 @@ func TestWorkerRendersTheRulesTemplates(t *testing.T) {
 	d := delivery()
 	token := sg.Token(d.OfferID, d.ExpiresAt)
 	now := expires.Add(-time.Hour)
-	m := w.message(d, content, store.DeliveryContext{TimeZone: "Europe/Paris"}, token, now)
+	m := w.message(d, content, store.DeliveryContext{TimeZone: "Europe/Paris"}, token, now, nil)
 	link := "https://crescendo.example/o/" + token
 	if want := "Ada, Aurora Lane tier 2: presale access, seats in section Floor A, code ROUND-7. Fri 7 Mar 2031. " + link; m.sms != want {
 		t.Errorf("sms %q\nwant %q", m.sms, want)
@@ -114,7 +114,7 @@ func TestTheBuiltInMessagesWithoutRuleTemplates(t *testing.T) {
 	sg := signer(t)
 	w := &worker{cfg: Config{Signer: sg, LinkBase: "http://127.0.0.1:8080/o/"}}
 	d := delivery()
-	m := w.message(d, store.OfferContent{}, store.DeliveryContext{TimeZone: "UTC"}, "TOKEN", expires.Add(-time.Hour))
+	m := w.message(d, store.OfferContent{}, store.DeliveryContext{TimeZone: "UTC"}, "TOKEN", expires.Add(-time.Hour), nil)
 	if want := "Aurora Lane: presale access, seats in section Floor A for Roundhouse (code ROUND-7). Ends Mar 3 20:00 UTC http://127.0.0.1:8080/o/TOKEN"; m.sms != want {
 		t.Errorf("sms %q\nwant %q", m.sms, want)
 	}
@@ -127,7 +127,7 @@ func TestTheBuiltInMessagesWithoutRuleTemplates(t *testing.T) {
 	}
 	// A fan without an address gets no unsubscribe link.
 	d.Email = ""
-	if m := w.message(d, store.OfferContent{}, store.DeliveryContext{}, "TOKEN", expires.Add(-time.Hour)); m.headers != nil || strings.Contains(m.text, "/u/") {
+	if m := w.message(d, store.OfferContent{}, store.DeliveryContext{}, "TOKEN", expires.Add(-time.Hour), nil); m.headers != nil || strings.Contains(m.text, "/u/") {
 		t.Errorf("headers %v for a fan without email", m.headers)
 	}
 }
@@ -136,7 +136,7 @@ func TestATextOverItsLimitRefusesOnlyTheSMSChannel(t *testing.T) {
 	d := delivery()
 	d.PresaleCode = strings.Repeat("C", 64) // codes are never cut
 	c := store.OfferContent{Templates: &offers.Templates{SMS: "{{.PresaleCode}} {{.Link}}", SMSMaxSegments: 1}}
-	m := renderOffer(d, c, links{offer: "https://c.example/o/" + strings.Repeat("t", 100), unsubscribe: "https://c.example/u/x"}, nil, expires)
+	m := renderOffer(d, c, links{offer: "https://c.example/o/" + strings.Repeat("t", 100), unsubscribe: "https://c.example/u/x"}, nil, expires, nil)
 	err := m.refusal(offers.ChannelSMS)
 	if !errors.Is(err, offers.ErrTooManySegments) || !isPermanent(err) {
 		t.Fatalf("sms refusal %v (permanent %v)", err, isPermanent(err))
@@ -176,7 +176,7 @@ func TestTheUnsubscribeHeadersReachSendGrid(t *testing.T) {
 	sg := signer(t)
 	w := &worker{cfg: Config{Signer: sg, LinkBase: "https://crescendo.example/o/"}}
 	d := delivery()
-	m := w.message(d, store.OfferContent{Templates: ruleTemplates, ShowStartsAt: showTime}, store.DeliveryContext{TimeZone: "UTC"}, "TOKEN", expires.Add(-time.Hour))
+	m := w.message(d, store.OfferContent{Templates: ruleTemplates, ShowStartsAt: showTime}, store.DeliveryContext{TimeZone: "UTC"}, "TOKEN", expires.Add(-time.Hour), nil)
 	if _, err := sender.Send(t.Context(), email.Message{ToEmail: d.Email, ToName: d.FanName, Subject: m.subject,
 		Text: m.text, HTML: m.html, Headers: m.headers, CustomArgs: map[string]string{"offer_id": d.OfferID.String()}}); err != nil {
 		t.Fatal(err)
@@ -192,5 +192,21 @@ func TestTheUnsubscribeHeadersReachSendGrid(t *testing.T) {
 	}
 	if c := got[0].Mail.Content; len(c) != 2 || !strings.Contains(c[0].Value, unsub) || !strings.Contains(c[1].Value, unsub) {
 		t.Fatalf("content at SendGrid %+v", c)
+	}
+}
+
+// A delivery renders only the channels it may try.
+func TestOnlyTheChannelsToTryAreRendered(t *testing.T) {
+	w := &worker{cfg: Config{Signer: signer(t), LinkBase: "https://crescendo.example/o/"}}
+	d := delivery()
+	m := w.message(d, store.OfferContent{Templates: ruleTemplates, ShowStartsAt: showTime}, store.DeliveryContext{TimeZone: "UTC"},
+		"TOKEN", expires.Add(-time.Hour), []offers.Channel{offers.ChannelSMS})
+	if m.sms == "" || m.subject != "" || m.html != "" || m.push != nil || len(m.refused) != 0 {
+		t.Fatalf("rendering for sms only: sms %q, subject %q, html %q, push %s, refused %v", m.sms, m.subject, m.html, m.push, m.refused)
+	}
+	m = w.message(d, store.OfferContent{Templates: ruleTemplates, ShowStartsAt: showTime}, store.DeliveryContext{TimeZone: "UTC"},
+		"TOKEN", expires.Add(-time.Hour), []offers.Channel{offers.ChannelPush, offers.ChannelEmail})
+	if m.sms != "" || m.subject == "" || m.html == "" || m.push == nil {
+		t.Fatalf("rendering for push and email: sms %q, subject %q, html %q, push %s", m.sms, m.subject, m.html, m.push)
 	}
 }
