@@ -14,7 +14,8 @@ import (
 //
 // It batches without a timer or a goroutine of its own: the first caller
 // writes what is pending; callers arriving meanwhile queue and the first of
-// them writes the next batch when the current one is done. An idle combiner
+// them writes the next batch when the current one is done (with lanes > 1,
+// that many batches may be in flight). An idle combiner
 // adds no latency, and a busy one amortizes a commit over everyone waiting.
 // Each caller returns only once its item is durable (or the write failed),
 // so the order of effects a delivery depends on is unchanged.
@@ -22,9 +23,11 @@ type combiner[T, R any] struct {
 	// write writes (or reads) items at once, returning one result per item.
 	write func(ctx context.Context, items []T) ([]R, error)
 	max   int // items per write
+	// lanes is how many writes may be in flight at once.
+	lanes int
 
 	mu      sync.Mutex
-	busy    bool // a caller is writing, or has been handed the turn
+	active  int // callers writing, or handed the turn
 	pending []*combined[T, R]
 }
 
@@ -44,8 +47,8 @@ type combinedResult[R any] struct {
 // its batch, so no one caller's cancellation may cut it short.
 const writeTimeout = 15 * time.Second
 
-func newCombiner[T, R any](max int, write func(ctx context.Context, items []T) ([]R, error)) *combiner[T, R] {
-	return &combiner[T, R]{write: write, max: max}
+func newCombiner[T, R any](batch, lanes int, write func(ctx context.Context, items []T) ([]R, error)) *combiner[T, R] {
+	return &combiner[T, R]{write: write, max: batch, lanes: max(lanes, 1)}
 }
 
 // writeOnly adapts a write without results to a combiner's.
@@ -60,29 +63,38 @@ func (c *combiner[T, R]) do(ctx context.Context, item T) (R, error) {
 	me := &combined[T, R]{item: item, res: make(chan combinedResult[R], 1)}
 	c.mu.Lock()
 	c.pending = append(c.pending, me)
-	if c.busy {
+	if c.active == c.lanes {
 		c.mu.Unlock()
 		// Not abandoned on ctx: the write may already carry the item.
 		if r := <-me.res; !r.lead {
 			return r.r, r.err
 		}
 	} else {
-		c.busy = true
+		c.active++
 		c.mu.Unlock()
 	}
 	return c.lead(ctx, me)
 }
 
-// lead writes one batch, which holds me, and hands the turn on.
+// lead writes one batch, me and the oldest waiting, and hands the turn on.
 func (c *combiner[T, R]) lead(ctx context.Context, me *combined[T, R]) (R, error) {
 	c.mu.Lock()
-	n := min(len(c.pending), c.max)
-	batch := c.pending[:n:n]
-	c.pending = c.pending[n:]
+	// me, and the oldest waiting besides it (a caller handed the turn is no
+	// longer in pending; one that took a free lane is).
+	batch := []*combined[T, R]{me}
+	rest := c.pending[:0]
+	for _, p := range c.pending {
+		switch {
+		case p == me:
+		case len(batch) < c.max:
+			batch = append(batch, p)
+		default:
+			rest = append(rest, p)
+		}
+	}
+	clear(c.pending[len(rest):])
+	c.pending = rest
 	c.mu.Unlock()
-	// me queued before any caller that joined after it was handed the turn
-	// (pending is in arrival order and a turn goes to its oldest entry), so
-	// it is in this batch.
 	items := make([]T, len(batch))
 	for i, b := range batch {
 		items[i] = b.item
@@ -98,11 +110,13 @@ func (c *combiner[T, R]) lead(ctx context.Context, me *combined[T, R]) (R, error
 	}
 	c.mu.Lock()
 	if len(c.pending) > 0 {
+		// Taken out of pending now, so that no other lane hands it a turn too.
 		next := c.pending[0]
+		c.pending = c.pending[1:]
 		c.mu.Unlock()
 		next.res <- combinedResult[R]{lead: true}
 	} else {
-		c.busy = false
+		c.active--
 		c.mu.Unlock()
 	}
 	return mine.r, mine.err

@@ -3,6 +3,7 @@ package notifiers
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -16,7 +17,7 @@ func TestCombinerGroupsConcurrentWrites(t *testing.T) {
 	writes := 0
 	hold := make(chan struct{})
 	first := make(chan struct{})
-	c := newCombiner(64, writeOnly(func(_ context.Context, items []int) error {
+	c := newCombiner(64, 1, writeOnly(func(_ context.Context, items []int) error {
 		mu.Lock()
 		writes++
 		n := writes
@@ -80,7 +81,7 @@ func TestCombinerIsolatesARefusedItem(t *testing.T) {
 	bad := errors.New("refused")
 	hold, first := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	c := newCombiner(64, writeOnly(func(_ context.Context, items []int) error {
+	c := newCombiner(64, 1, writeOnly(func(_ context.Context, items []int) error {
 		once.Do(func() { close(first); <-hold })
 		if slices.Contains(items, 13) {
 			return bad
@@ -108,5 +109,51 @@ func TestCombinerIsolatesARefusedItem(t *testing.T) {
 		if want := i+1 == 13; errors.Is(err, bad) != want {
 			t.Errorf("item %d: %v", i+1, err)
 		}
+	}
+}
+
+// With two lanes, at most two writes run at once, every item is written
+// once, and every caller returns (no turn is handed twice or lost).
+func TestCombinerLanes(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[int]int{}
+	inFlight, most := 0, 0
+	c := newCombiner(8, 2, writeOnly(func(_ context.Context, items []int) error {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		for _, i := range items {
+			seen[i]++
+		}
+		mu.Unlock()
+		runtime.Gosched()
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		return nil
+	}))
+	const callers = 2000
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			if _, err := c.do(t.Context(), i); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != callers {
+		t.Fatalf("%d distinct items written, want %d", len(seen), callers)
+	}
+	for i, n := range seen {
+		if n != 1 {
+			t.Fatalf("item %d written %d times", i, n)
+		}
+	}
+	if most > 2 {
+		t.Fatalf("%d writes in flight at once with two lanes", most)
+	}
+	if c.active != 0 || len(c.pending) != 0 {
+		t.Fatalf("after every caller returned: %d lanes active, %d pending", c.active, len(c.pending))
 	}
 }

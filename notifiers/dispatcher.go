@@ -152,9 +152,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Workers > 0 {
 		workers := river.NewWorkers()
 		w := &worker{cfg: cfg, logger: logger, smsLimit: limiter(cfg.SMSRate), emailLimit: limiter(cfg.EmailRate),
-			loads:     newCombiner(256, loadDeliverables(cfg.Store)),
-			attempts:  newCombiner(256, writeOnly(cfg.Store.RecordAttempts)),
-			delivered: newCombiner(256, writeOnly(cfg.Store.MarkDeliveredMany))}
+			loads:     newCombiner(256, combineLanes, loadDeliverables(cfg.Store)),
+			attempts:  newCombiner(256, combineLanes, writeOnly(cfg.Store.RecordAttempts)),
+			delivered: newCombiner(256, combineLanes, writeOnly(cfg.Store.MarkDeliveredMany))}
 		river.AddWorker(workers, w)
 		rcfg.Workers = workers
 		// A job whose process died is taken over after RescueAfter; the
@@ -248,6 +248,10 @@ type worker struct {
 	attempts             *combiner[store.Attempt, struct{}]
 	delivered            *combiner[store.Delivered, struct{}]
 }
+
+// combineLanes is how many grouped reads or writes of each kind may be in
+// flight: with one, the database idles while a batch travels to and fro.
+const combineLanes = 2
 
 // loaded is one offer's Deliverable, found or not.
 type loaded struct {
