@@ -122,90 +122,109 @@ var Vars = []Var{
 	{"LOG_FORMAT", "json", "json or text."},
 }
 
+// defaults maps each of Vars to its default. A few documented defaults are
+// descriptions ("http://HTTP_ADDR/o/", "false (demo: true)") that FromEnv
+// resolves itself; those are read with an explicit default instead.
+var defaults = func() map[string]string {
+	m := make(map[string]string, len(Vars))
+	for _, v := range Vars {
+		m[v.Name] = v.Default
+	}
+	return m
+}()
+
 // FromEnv reads settings from the environment through getenv (os.Getenv in production).
 func FromEnv(getenv func(string) string) (Settings, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	get := func(name, def string) string {
+	getOr := func(name, def string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			return v
 		}
 		return def
 	}
+	// get takes the default from Vars, so it is written once, where it is documented.
+	get := func(name string) string {
+		def, ok := defaults[name]
+		if !ok {
+			panic("config: " + name + " is not in Vars") // a programming error; TestFromEnvDefaultsAndErrors reaches every name
+		}
+		return getOr(name, def)
+	}
 	var errs []error
-	dur := func(name, def string) time.Duration {
-		d, err := time.ParseDuration(get(name, def))
+	dur := func(name string) time.Duration {
+		d, err := time.ParseDuration(get(name))
 		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("%s: want a positive duration such as %s", name, def))
+			errs = append(errs, fmt.Errorf("%s: want a positive duration such as %s", name, defaults[name]))
 		}
 		return d
 	}
-	num := func(name, def string) int {
-		n, err := strconv.Atoi(get(name, def))
+	num := func(name string) int {
+		n, err := strconv.Atoi(get(name))
 		if err != nil || n <= 0 {
 			errs = append(errs, fmt.Errorf("%s: want a positive whole number", name))
 		}
 		return n
 	}
-	count := func(name, def string) int {
-		n, err := strconv.Atoi(get(name, def))
+	count := func(name string) int {
+		n, err := strconv.Atoi(get(name))
 		if err != nil || n < 0 {
 			errs = append(errs, fmt.Errorf("%s: want a whole number, 0 or more", name))
 		}
 		return n
 	}
-	rate := func(name, def string) float64 {
-		f, err := strconv.ParseFloat(get(name, def), 64)
+	rate := func(name string) float64 {
+		f, err := strconv.ParseFloat(get(name), 64)
 		if err != nil || f < 0 {
 			errs = append(errs, fmt.Errorf("%s: want a number of messages per second, 0 or more", name))
 		}
 		return f
 	}
 	s := Settings{
-		EmbeddedAddr:        get("CRESCENDO_KAFKA_ADDR", "127.0.0.1:9092"),
-		DataDir:             get("CRESCENDO_DATA_DIR", "./crescendo-data"),
-		Topic:               get("KAFKA_TOPIC", "fan-activity"),
-		GroupID:             get("KAFKA_GROUP_ID", "crescendo"),
-		Partitions:          num("KAFKA_PARTITIONS", "12"),
-		DatabaseURL:         get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/crescendo?sslmode=disable"),
-		HTTPAddr:            get("HTTP_ADDR", "127.0.0.1:8080"),
-		TwilioSID:           get("TWILIO_ACCOUNT_SID", ""),
-		TwilioToken:         get("TWILIO_AUTH_TOKEN", ""),
-		TwilioFrom:          get("TWILIO_FROM", ""),
-		TwilioBaseURL:       get("TWILIO_BASE_URL", ""),
-		SendGridKey:         get("SENDGRID_API_KEY", ""),
-		SendGridFrom:        get("SENDGRID_FROM", ""),
-		SendGridBaseURL:     get("SENDGRID_BASE_URL", ""),
-		SigningKeyID:        get("OFFER_SIGNING_KEY_ID", ""),
-		LinkBase:            get("OFFER_LINK_BASE", ""),
-		DeliveryWorkers:     count("DELIVERY_WORKERS", "128"),
-		SMSRate:             rate("DELIVERY_SMS_RATE", "10"),
-		EmailRate:           rate("DELIVERY_EMAIL_RATE", "100"),
-		RetryBase:           dur("DELIVERY_RETRY_BASE", "30s"),
-		RescueAfter:         dur("DELIVERY_RESCUE_AFTER", "2m"),
-		ProviderTimeout:     dur("PROVIDER_TIMEOUT", "10s"),
-		SendGridWebhookKey:  get("SENDGRID_WEBHOOK_PUBLIC_KEY", ""),
-		WebhookReplayWindow: dur("SENDGRID_WEBHOOK_REPLAY_WINDOW", "5m"),
-		TwilioHelpText:      get("TWILIO_HELP_TEXT", ""),
-		SessionGap:          dur("SESSION_GAP", "30m"),
-		BatchLinger:         dur("CHECKPOINT_LINGER", "20ms"),
-		ExpirySchedule:      get("OFFER_EXPIRY_SCHEDULE", "@every 1m"),
-		JobSchedules:        jobSpecs(get("JOB_SCHEDULES", ""), &errs),
-		RetentionAge:        dur("RETENTION_AGE", "2160h"),
-		JobTimeZone:         zone(get("JOB_TIME_ZONE", "UTC"), &errs),
-		OperatorToken:       get("OPERATOR_TOKEN", ""),
-		RefreshInterval:     dur("DIRECTORY_REFRESH", "5s"),
-		ShutdownTimeout:     dur("SHUTDOWN_TIMEOUT", "20s"),
-		LogLevel:            get("LOG_LEVEL", "info"),
-		LogFormat:           get("LOG_FORMAT", "json"),
-		IngestRate:          rate("INGEST_RATE", "1000"),
-		IngestReplayWindow:  dur("INGEST_REPLAY_WINDOW", "5m"),
+		EmbeddedAddr:        get("CRESCENDO_KAFKA_ADDR"),
+		DataDir:             get("CRESCENDO_DATA_DIR"),
+		Topic:               get("KAFKA_TOPIC"),
+		GroupID:             get("KAFKA_GROUP_ID"),
+		Partitions:          num("KAFKA_PARTITIONS"),
+		DatabaseURL:         get("DATABASE_URL"),
+		HTTPAddr:            get("HTTP_ADDR"),
+		TwilioSID:           get("TWILIO_ACCOUNT_SID"),
+		TwilioToken:         get("TWILIO_AUTH_TOKEN"),
+		TwilioFrom:          get("TWILIO_FROM"),
+		TwilioBaseURL:       getOr("TWILIO_BASE_URL", ""),
+		SendGridKey:         get("SENDGRID_API_KEY"),
+		SendGridFrom:        get("SENDGRID_FROM"),
+		SendGridBaseURL:     getOr("SENDGRID_BASE_URL", ""),
+		SigningKeyID:        get("OFFER_SIGNING_KEY_ID"),
+		LinkBase:            getOr("OFFER_LINK_BASE", ""),
+		DeliveryWorkers:     count("DELIVERY_WORKERS"),
+		SMSRate:             rate("DELIVERY_SMS_RATE"),
+		EmailRate:           rate("DELIVERY_EMAIL_RATE"),
+		RetryBase:           dur("DELIVERY_RETRY_BASE"),
+		RescueAfter:         dur("DELIVERY_RESCUE_AFTER"),
+		ProviderTimeout:     dur("PROVIDER_TIMEOUT"),
+		SendGridWebhookKey:  get("SENDGRID_WEBHOOK_PUBLIC_KEY"),
+		WebhookReplayWindow: dur("SENDGRID_WEBHOOK_REPLAY_WINDOW"),
+		TwilioHelpText:      get("TWILIO_HELP_TEXT"),
+		SessionGap:          dur("SESSION_GAP"),
+		BatchLinger:         dur("CHECKPOINT_LINGER"),
+		ExpirySchedule:      get("OFFER_EXPIRY_SCHEDULE"),
+		JobSchedules:        jobSpecs(get("JOB_SCHEDULES"), &errs),
+		RetentionAge:        dur("RETENTION_AGE"),
+		JobTimeZone:         zone(get("JOB_TIME_ZONE"), &errs),
+		OperatorToken:       get("OPERATOR_TOKEN"),
+		RefreshInterval:     dur("DIRECTORY_REFRESH"),
+		ShutdownTimeout:     dur("SHUTDOWN_TIMEOUT"),
+		LogLevel:            get("LOG_LEVEL"),
+		LogFormat:           get("LOG_FORMAT"),
+		IngestRate:          rate("INGEST_RATE"),
+		IngestReplayWindow:  dur("INGEST_REPLAY_WINDOW"),
 	}
-	s.SessionTimeout = dur("KAFKA_SESSION_TIMEOUT", "30s")
-	s.RebalanceTimeout = dur("KAFKA_REBALANCE_TIMEOUT", "30s")
-	s.HeartbeatInterval = dur("KAFKA_HEARTBEAT_INTERVAL", "3s")
-	switch s.Partitioner = strings.ToLower(get("KAFKA_PARTITIONER", "murmur2")); s.Partitioner {
+	s.SessionTimeout = dur("KAFKA_SESSION_TIMEOUT")
+	s.RebalanceTimeout = dur("KAFKA_REBALANCE_TIMEOUT")
+	s.HeartbeatInterval = dur("KAFKA_HEARTBEAT_INTERVAL")
+	switch s.Partitioner = strings.ToLower(get("KAFKA_PARTITIONER")); s.Partitioner {
 	case "murmur2", "crc32", "fnv1a":
 	default:
 		errs = append(errs, fmt.Errorf("KAFKA_PARTITIONER: want murmur2, crc32 or fnv1a, got %q", s.Partitioner))
@@ -214,16 +233,16 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 		// Offers live hours; a shorter age would purge attempts the dispatcher still reads.
 		errs = append(errs, fmt.Errorf("RETENTION_AGE: want at least 24h, got %s", s.RetentionAge))
 	}
-	s.DLQTopic = get("KAFKA_DLQ_TOPIC", s.Topic+".dlq")
-	s.PublicBaseURL = get("PUBLIC_BASE_URL", "http://"+s.HTTPAddr)
-	if b := get("KAFKA_BROKERS", ""); b != "" {
+	s.DLQTopic = getOr("KAFKA_DLQ_TOPIC", s.Topic+".dlq")
+	s.PublicBaseURL = getOr("PUBLIC_BASE_URL", "http://"+s.HTTPAddr)
+	if b := get("KAFKA_BROKERS"); b != "" {
 		for _, h := range strings.Split(b, ",") {
 			if h = strings.TrimSpace(h); h != "" {
 				s.KafkaBrokers = append(s.KafkaBrokers, h)
 			}
 		}
 	}
-	switch v := strings.ToLower(get("DATABASE_CREATE", "false")); v {
+	switch v := strings.ToLower(getOr("DATABASE_CREATE", "false")); v {
 	case "true", "1", "yes":
 		s.CreateDatabase = true
 	case "false", "0", "no":
@@ -233,7 +252,7 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 	if s.LinkBase == "" {
 		s.LinkBase = "http://" + s.HTTPAddr + "/o/"
 	}
-	keys, err := ParseKeys(get("OFFER_SIGNING_KEYS", ""))
+	keys, err := ParseKeys(get("OFFER_SIGNING_KEYS"))
 	if err != nil {
 		errs = append(errs, err)
 	}

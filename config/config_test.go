@@ -25,7 +25,7 @@ func TestFromEnvDefaultsAndErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(s.KafkaBrokers) != 0 || s.Topic != "fan-activity" || s.DLQTopic != "fan-activity.dlq" ||
-		s.SessionGap != 30*time.Minute || s.LinkBase != "http://127.0.0.1:8080/o/" {
+		s.SessionGap != 30*time.Minute || s.LinkBase != "http://127.0.0.1:8080/o/" || s.DeliveryWorkers != 128 || s.PublicBaseURL != "http://127.0.0.1:8080" {
 		t.Fatalf("defaults: %+v", s)
 	}
 	env := map[string]string{
