@@ -185,7 +185,7 @@ const (
 type Partition struct {
 	cfg      Config
 	interner scoring.Interner
-	pairs    map[scoring.PairKey]scoring.PairState
+	pairs    pairTable
 	fans     map[uuid.UUID]*scoring.FanState
 	sessions *sessions.Tracker
 	issued   map[offers.Key]time.Time
@@ -193,7 +193,6 @@ type Partition struct {
 	routed   map[int32]int64
 
 	dirtyRouted map[int32]struct{}
-	dirtyPairs  map[scoring.PairKey]struct{}
 	dirtyFans   map[uuid.UUID]struct{}
 	contribs    []Contribution
 	facts       []FanFact
@@ -233,14 +232,13 @@ func New(cfg Config) (*Partition, error) {
 	}
 	return &Partition{
 		cfg:         cfg,
-		pairs:       make(map[scoring.PairKey]scoring.PairState),
+		pairs:       newPairTable(),
 		fans:        make(map[uuid.UUID]*scoring.FanState),
 		sessions:    sessions.NewTracker(cfg.SessionGap),
 		issued:      make(map[offers.Key]time.Time),
 		reasons:     make(map[offers.Key]offers.Reason),
 		routed:      make(map[int32]int64),
 		dirtyRouted: make(map[int32]struct{}),
-		dirtyPairs:  make(map[scoring.PairKey]struct{}),
 		dirtyFans:   make(map[uuid.UUID]struct{}),
 		classes:     make(map[uuid.UUID]bots.Class),
 		classified:  make(map[uuid.UUID]Classified),
@@ -250,7 +248,7 @@ func New(cfg Config) (*Partition, error) {
 // Load adds durable state; call it on a fresh Partition.
 func (p *Partition) Load(s State) {
 	for k, st := range s.Pairs {
-		p.pairs[scoring.PairKey{Fan: k.Fan, Performer: p.interner.Intern(k.Performer)}] = st
+		p.pairs.add(scoring.PairKey{Fan: k.Fan, Performer: p.interner.Intern(k.Performer)}, st)
 	}
 	for f, fs := range s.Fans {
 		v := fs
@@ -328,17 +326,23 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 		p.conversions = append(p.conversions, Conversion{Fan: fan, ShowID: tp.Event, EventID: ev.Source + "/" + ev.ID,
 			Quantity: tp.Quantity, At: ev.Time})
 	}
+	var sess sessions.Session
+	var live bool
 	if ev.Listen != nil {
-		p.sessions.Listen(fan, ev.Time)
+		sess, _ = p.sessions.Listen(fan, ev.Time)
+		live = p.sessions.LiveAt(sess, ev.Time)
+	} else {
+		sess, live = p.sessions.Status(fan, ev.Time)
 	}
-	live := p.sessions.Live(fan, ev.Time)
 	var crossing *offers.Crossing // built for the first pair with rules, shared by the rest
 	p.targets = scorer.Targets(p.targets[:0], ev)
 	for _, perf := range p.targets {
 		k := scoring.PairKey{Fan: fan, Performer: p.interner.Intern(perf)}
-		// Pair states are stored by value: a pointer per pair would cost an
-		// allocation and 8 bytes more than the 128 each pair may take.
-		st := p.pairs[k]
+		slot, found := p.pairs.lookup(k)
+		var st scoring.PairState
+		if found {
+			st = *p.pairs.at(slot)
+		}
 		before := st
 		var delta float64
 		delta, p.scratch = scorer.Apply(p.scratch[:0], &st, ev, perf)
@@ -348,14 +352,18 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 		if st == before && delta == 0 {
 			continue // an event that changed nothing leaves no state behind
 		}
-		p.pairs[k] = st
-		p.dirtyPairs[k] = struct{}{}
+		if found {
+			*p.pairs.at(slot) = st
+		} else {
+			slot = p.pairs.add(k, st)
+		}
+		p.pairs.markDirty(k, slot)
 		rules := p.cfg.Rules.ForPerformer(perf)
 		if len(rules) == 0 {
 			continue
 		}
 		if crossing == nil {
-			crossing = p.crossing(ev, acct, live)
+			crossing = p.crossing(ev, acct, sess, live)
 		}
 		crossing.Index = scorer.Index(&st, p.fans[fan], perf, ev.Time)
 		for _, r := range rules {
@@ -381,7 +389,7 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 }
 
 // crossing describes the fan and the moment to the rules; the index is filled per pair.
-func (p *Partition) crossing(ev events.Event, acct Account, live bool) *offers.Crossing {
+func (p *Partition) crossing(ev events.Event, acct Account, sess sessions.Session, live bool) *offers.Crossing {
 	c := &offers.Crossing{
 		Fan: offers.Fan{ID: acct.Fan, TimeZone: acct.TimeZone, HasHome: acct.HasHome,
 			HomeLat: acct.HomeLat, HomeLon: acct.HomeLon, FriendCount: -1},
@@ -403,8 +411,8 @@ func (p *Partition) crossing(ev events.Event, acct Account, live bool) *offers.C
 			c.Fan.AutomatedWhy = reasonsText(cl.Reasons)
 		}
 	}
-	if s, ok := p.sessions.Get(acct.Fan); ok && live {
-		c.SessionStart = s.Start
+	if live {
+		c.SessionStart = sess.Start
 	}
 	return c
 }
@@ -485,7 +493,7 @@ func (p *Partition) issuedAt(k offers.Key) (time.Time, bool) {
 // Flush returns the changes since the last Flush and starts a new delta.
 func (p *Partition) Flush() Delta {
 	d := Delta{
-		Pairs:         make([]PairEntry, 0, len(p.dirtyPairs)),
+		Pairs:         make([]PairEntry, 0, len(p.pairs.dirty)),
 		Fans:          make(map[uuid.UUID]scoring.FanState, len(p.dirtyFans)),
 		Sessions:      p.sessions.TakeDirty(),
 		Contributions: p.contribs,
@@ -505,13 +513,12 @@ func (p *Partition) Flush() Delta {
 		}
 		clear(p.dirtyRouted)
 	}
-	for k := range p.dirtyPairs {
-		d.Pairs = append(d.Pairs, PairEntry{Key: PairKey{Fan: k.Fan, Performer: p.interner.ID(k.Performer)}, State: p.pairs[k]})
-	}
+	p.pairs.takeDirty(func(k scoring.PairKey, st *scoring.PairState) {
+		d.Pairs = append(d.Pairs, PairEntry{Key: PairKey{Fan: k.Fan, Performer: p.interner.ID(k.Performer)}, State: *st})
+	})
 	for f := range p.dirtyFans {
 		d.Fans[f] = *p.fans[f]
 	}
-	clear(p.dirtyPairs)
 	clear(p.dirtyFans)
 	p.contribs, p.facts, p.pending, p.decisions, p.conversions = nil, nil, nil, nil, nil
 	return d
@@ -524,13 +531,10 @@ func (p *Partition) Forget(erased map[uuid.UUID]struct{}) int {
 		return 0
 	}
 	n := p.sessions.Forget(erased)
-	for k := range p.pairs {
-		if _, gone := erased[k.Fan]; gone {
-			delete(p.pairs, k)
-			delete(p.dirtyPairs, k)
-			n++
-		}
-	}
+	n += p.pairs.forget(func(k scoring.PairKey) bool {
+		_, gone := erased[k.Fan]
+		return gone
+	})
 	for f := range erased {
 		delete(p.classes, f)
 		delete(p.classified, f)
@@ -570,14 +574,14 @@ func (p *Partition) Forget(erased map[uuid.UUID]struct{}) int {
 // State returns a copy of the partition's whole state, for snapshots and comparisons.
 func (p *Partition) State() State {
 	s := State{
-		Pairs:    make(map[PairKey]scoring.PairState, len(p.pairs)),
+		Pairs:    make(map[PairKey]scoring.PairState, p.pairs.len()),
 		Fans:     make(map[uuid.UUID]scoring.FanState, len(p.fans)),
 		Sessions: p.sessions.Snapshot(),
 		Routed:   maps.Clone(p.routed),
 	}
-	for k, st := range p.pairs {
-		s.Pairs[PairKey{Fan: k.Fan, Performer: p.interner.ID(k.Performer)}] = st
-	}
+	p.pairs.all(func(k scoring.PairKey, st *scoring.PairState) {
+		s.Pairs[PairKey{Fan: k.Fan, Performer: p.interner.ID(k.Performer)}] = *st
+	})
 	for f, fs := range p.fans {
 		s.Fans[f] = *fs
 	}
@@ -590,15 +594,12 @@ func (p *Partition) State() State {
 func (p *Partition) Recompute(at time.Time) int {
 	scorer := p.cfg.Scorers.Scorer()
 	n := 0
-	for k, st := range p.pairs {
-		prof, ok := scorer.Profile(p.interner.ID(k.Performer))
-		if !ok {
-			continue
+	p.pairs.all(func(k scoring.PairKey, st *scoring.PairState) {
+		if prof, ok := scorer.Profile(p.interner.ID(k.Performer)); ok {
+			st.Recompute(prof, at)
+			n++
 		}
-		st.Recompute(prof, at)
-		p.pairs[k] = st
-		n++
-	}
+	})
 	return n
 }
 
@@ -608,9 +609,9 @@ func (p *Partition) Index(fan uuid.UUID, performer string, at time.Time) float64
 	if !ok {
 		return 0
 	}
-	st, ok := p.pairs[scoring.PairKey{Fan: fan, Performer: ref}]
-	if !ok {
+	st := p.pairs.get(scoring.PairKey{Fan: fan, Performer: ref})
+	if st == nil {
 		return 0
 	}
-	return p.cfg.Scorers.Scorer().Index(&st, p.fans[fan], performer, at)
+	return p.cfg.Scorers.Scorer().Index(st, p.fans[fan], performer, at)
 }

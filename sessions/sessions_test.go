@@ -51,3 +51,42 @@ func TestSessionOutOfOrder(t *testing.T) {
 		t.Fatal("dirty tracking wrong")
 	}
 }
+
+func TestTakeDirty(t *testing.T) {
+	a, b := uuid.New(), uuid.New()
+	t0 := time.Date(2026, 11, 20, 20, 0, 0, 0, time.UTC)
+	tr := NewTracker(0)
+	tr.Load(b, Session{Start: t0, Last: t0})
+	if d := tr.TakeDirty(); len(d) != 0 {
+		t.Fatalf("loaded sessions reported dirty: %v", d)
+	}
+	tr.Listen(a, t0)
+	tr.Listen(a, t0.Add(time.Minute)) // twice: reported once, with its latest value
+	tr.Listen(b, t0.Add(time.Minute))
+	d := tr.TakeDirty()
+	if len(d) != 2 || !d[a].Last.Equal(t0.Add(time.Minute)) || !d[b].Start.Equal(t0) {
+		t.Fatalf("dirty = %v; want a and b with their latest sessions", d)
+	}
+	if d := tr.TakeDirty(); len(d) != 0 {
+		t.Fatalf("second TakeDirty = %v; want nothing changed since", d)
+	}
+
+	// A forgotten fan is not reported, even when it listens again before the
+	// next TakeDirty: then only its new session is.
+	tr.Listen(a, t0.Add(2*time.Minute))
+	tr.Listen(b, t0.Add(2*time.Minute))
+	if n := tr.Forget(map[uuid.UUID]struct{}{a: {}, b: {}}); n != 2 {
+		t.Fatalf("Forget = %d; want 2", n)
+	}
+	tr.Listen(b, t0.Add(3*time.Hour))
+	d = tr.TakeDirty()
+	if len(d) != 1 || !d[b].Start.Equal(t0.Add(3*time.Hour)) {
+		t.Fatalf("dirty after forgetting = %v; want only b's new session", d)
+	}
+	if s, live := tr.Status(b, t0.Add(3*time.Hour+time.Minute)); !live || !s.Start.Equal(t0.Add(3*time.Hour)) {
+		t.Fatalf("Status(b) = %v, %v; want its live session", s, live)
+	}
+	if _, live := tr.Status(a, t0.Add(3*time.Hour)); live {
+		t.Fatal("forgotten fan's session is live")
+	}
+}
