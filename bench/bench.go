@@ -189,11 +189,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		res.P50, res.P99 = sample[n/2], sample[n*99/100]
 	}
 
-	// The bare reader: the same records, read and dropped.
-	fmt.Fprintln(out, "draining with bare kafka-go readers")
-	res.BareTime, err = bareDrain(ctx, b.Addrs(), cfg.Partitions, ends)
-	if err != nil {
-		return res, err
+	// The bare reader: the same records, read and dropped. A drain of a
+	// second or two swings with whatever else the machine runs, so it is
+	// drained three times and the fastest counts: the ratio errs against
+	// the consumer, never for it.
+	fmt.Fprintln(out, "draining with bare kafka-go readers (best of 3)")
+	for range 3 {
+		d, err := bareDrain(ctx, b.Addrs(), cfg.Partitions, ends)
+		if err != nil {
+			return res, err
+		}
+		if res.BareTime == 0 || d < res.BareTime {
+			res.BareTime = d
+		}
 	}
 	res.BareRate = float64(cfg.Events) / res.BareTime.Seconds()
 	res.Ratio = res.ConsumerRate / res.BareRate
@@ -211,7 +219,7 @@ func (r Result) Print(w io.Writer, cfg Config) {
 		r.Events, cmp.Or(cfg.Fans, 100_000), cmp.Or(cfg.Performers, 1_000), cmp.Or(cfg.Partitions, 8), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(w, "consumer path:   %9.0f events/s  (%s; %d checkpoints taking %s summed over partitions; %d contributions; %d offers issued)\n",
 		r.ConsumerRate, r.ConsumerTime.Round(time.Millisecond), r.Checkpoints, r.CheckpointTime.Round(time.Millisecond), r.Contributions, r.OffersIssued)
-	fmt.Fprintf(w, "bare reader:     %9.0f events/s  (%s)\n", r.BareRate, r.BareTime.Round(time.Millisecond))
+	fmt.Fprintf(w, "bare reader:     %9.0f events/s  (%s, the fastest of 3 drains)\n", r.BareRate, r.BareTime.Round(time.Millisecond))
 	fmt.Fprintf(w, "ratio:           %9.1f%%\n", 100*r.Ratio)
 	fmt.Fprintf(w, "read-to-index:   p50 %s, p99 %s\n", r.P50, r.P99)
 	fmt.Fprintf(w, "memory:          %.0f bytes per tracked (fan, performer) pair (%d pairs)\n", r.BytesPerPair, r.Pairs)

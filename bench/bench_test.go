@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -34,5 +35,25 @@ func TestRunSmall(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "bytes per tracked (fan, performer) pair") {
 		t.Error("report lacks the memory figure")
+	}
+}
+
+func TestMedian(t *testing.T) {
+	runs := []Result{
+		{Events: 10, ConsumerRate: 300, BareRate: 1000, Ratio: 0.30, P99: 3 * time.Millisecond, BytesPerPair: 90},
+		{Events: 10, ConsumerRate: 100, BareRate: 900, Ratio: 0.11, P99: 9 * time.Millisecond, BytesPerPair: 80},
+		{Events: 10, ConsumerRate: 200, BareRate: 400, Ratio: 0.50, P99: 1 * time.Millisecond, BytesPerPair: 85},
+	}
+	m := Median(runs)
+	if m.ConsumerRate != 200 || m.BareRate != 900 || m.Ratio != 0.30 || m.P99 != 3*time.Millisecond || m.BytesPerPair != 85 || m.Events != 10 {
+		t.Fatalf("median = %+v", m)
+	}
+	if m := Median(runs[:2]); m.ConsumerRate != 300 || m.Ratio != 0.30 {
+		t.Fatalf("median of two = %+v; want the upper middle figures", m)
+	}
+	var out bytes.Buffer
+	PrintRuns(&out, Config{}, runs)
+	if got := strings.Count(out.String(), "\nrun "); got != 3 || !strings.Contains(out.String(), "median of 3 runs") {
+		t.Fatalf("report:\n%s", out.String())
 	}
 }

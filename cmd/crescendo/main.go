@@ -148,6 +148,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	fs.IntVar(&cfg.Performers, "performers", 1_000, "performers (Zipf popularity; rules on the top tenth)")
 	fs.IntVar(&cfg.Partitions, "partitions", 8, "partitions of the activity topic")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "generator seed")
+	runs := fs.Int("runs", 1, "complete runs (each with its own database and broker); more than one also prints the median of each figure")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the consumer-path drain (with -delivery: the backlog drain) to this file")
 	delivery := fs.Bool("delivery", false, "measure delivery instead: a backlog drained through the provider sandboxes, then a steady rate")
 	var dcfg bench.DeliveryConfig
@@ -174,13 +175,26 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		res.Print(stdout, dcfg)
 		return nil
 	}
+	switch {
+	case *runs < 1:
+		return fmt.Errorf("bench: -runs must be at least 1, not %d", *runs)
+	case *runs > 1 && *cpuProfile != "":
+		return errors.New("bench: -cpuprofile profiles one run; drop -runs")
+	}
 	cfg.AdminURL = getenv("BENCH_DATABASE_URL")
 	cfg.Out = stdout
-	res, err := bench.Run(ctx, cfg)
-	if err != nil {
-		return err
+	results := make([]bench.Result, 0, *runs)
+	for i := range *runs {
+		if *runs > 1 {
+			fmt.Fprintf(stdout, "run %d of %d\n", i+1, *runs)
+		}
+		res, err := bench.Run(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		results = append(results, res)
 	}
-	res.Print(stdout, cfg)
+	bench.PrintRuns(stdout, cfg, results)
 	return nil
 }
 
