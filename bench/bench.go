@@ -62,6 +62,10 @@ type Result struct {
 	Checkpoints                   int64
 	CheckpointTime                time.Duration // summed over partitions
 	Contributions                 int64         // explanation rows written
+	// ProcessCPU is the CPU this process spent in the consumer-path drain
+	// (the in-process broker included); OtherCPU is what the rest of the
+	// machine spent meanwhile, Postgres above all. Zero when unmeasured.
+	ProcessCPU, OtherCPU time.Duration
 }
 
 const topic = "bench-activity"
@@ -162,9 +166,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return res, fmt.Errorf("starting CPU profile: %w", err)
 		}
 	}
+	cpu0 := sampleCPU()
 	go func() { done <- c.Run(cctx) }()
 	err = waitCheckpointed(ctx, st, cfg.Partitions, ends)
 	end := time.Now()
+	if cpu1 := sampleCPU(); cpu0.ok && cpu1.ok {
+		res.ProcessCPU = cpu1.process - cpu0.process
+		res.OtherCPU = max(0, cpu1.machine-cpu0.machine-res.ProcessCPU)
+	}
 	if cfg.CPUProfile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -222,6 +231,11 @@ func (r Result) Print(w io.Writer, cfg Config) {
 	fmt.Fprintf(w, "bare reader:     %9.0f events/s  (%s, the fastest of 3 drains)\n", r.BareRate, r.BareTime.Round(time.Millisecond))
 	fmt.Fprintf(w, "ratio:           %9.1f%%\n", 100*r.Ratio)
 	fmt.Fprintf(w, "read-to-index:   p50 %s, p99 %s\n", r.P50, r.P99)
+	if r.ProcessCPU > 0 {
+		per := func(d time.Duration) float64 { return d.Seconds() * 1e6 / float64(r.Events) }
+		fmt.Fprintf(w, "cpu in the drain: %.2fs in this process (broker included), %.2fs elsewhere (Postgres, mostly): %.1f + %.1f µs per event\n",
+			r.ProcessCPU.Seconds(), r.OtherCPU.Seconds(), per(r.ProcessCPU), per(r.OtherCPU))
+	}
 	fmt.Fprintf(w, "memory:          %.0f bytes per tracked (fan, performer) pair (%d pairs)\n", r.BytesPerPair, r.Pairs)
 }
 

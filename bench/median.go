@@ -10,7 +10,7 @@ import (
 
 // Median summarizes runs field by field: each figure is the median of that
 // figure over the runs (the upper one of the middle two for an even count).
-// On a shared machine one run's figures swing by a quarter or more; the
+// On a shared machine one run's figures swing by a fifth or more; the
 // median of a few is what a change should be judged by.
 func Median(runs []Result) Result {
 	if len(runs) == 0 {
@@ -31,6 +31,8 @@ func Median(runs []Result) Result {
 	m.Checkpoints = medianOf(runs, func(r Result) int64 { return r.Checkpoints })
 	m.CheckpointTime = medianOf(runs, func(r Result) time.Duration { return r.CheckpointTime })
 	m.Contributions = medianOf(runs, func(r Result) int64 { return r.Contributions })
+	m.ProcessCPU = medianOf(runs, func(r Result) time.Duration { return r.ProcessCPU })
+	m.OtherCPU = medianOf(runs, func(r Result) time.Duration { return r.OtherCPU })
 	return m
 }
 

@@ -166,6 +166,14 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		defer f.Close()
 		cfg.CPUProfile, dcfg.CPUProfile = f, f
 	}
+	switch {
+	case *runs < 1:
+		return fmt.Errorf("bench: -runs must be at least 1, not %d", *runs)
+	case *runs > 1 && *cpuProfile != "":
+		return errors.New("bench: -cpuprofile profiles one run; drop -runs")
+	case *runs > 1 && *delivery:
+		return errors.New("bench: -runs repeats the consumer-path bench only; drop it with -delivery")
+	}
 	if *delivery {
 		dcfg.AdminURL, dcfg.Out = getenv("BENCH_DATABASE_URL"), stdout
 		res, err := bench.RunDelivery(ctx, dcfg)
@@ -174,12 +182,6 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		res.Print(stdout, dcfg)
 		return nil
-	}
-	switch {
-	case *runs < 1:
-		return fmt.Errorf("bench: -runs must be at least 1, not %d", *runs)
-	case *runs > 1 && *cpuProfile != "":
-		return errors.New("bench: -cpuprofile profiles one run; drop -runs")
 	}
 	cfg.AdminURL = getenv("BENCH_DATABASE_URL")
 	cfg.Out = stdout

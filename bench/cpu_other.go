@@ -1,0 +1,13 @@
+//go:build !linux
+
+package bench
+
+import "time"
+
+type cpuSample struct {
+	process, machine time.Duration
+	ok               bool
+}
+
+// sampleCPU has no portable source outside Linux; the report omits CPU.
+func sampleCPU() cpuSample { return cpuSample{} }
