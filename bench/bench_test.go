@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,9 @@ func TestRunSmall(t *testing.T) {
 	}
 	if res.OffersIssued == 0 {
 		t.Error("no offers issued: the load never crossed a threshold, so the offer path was not measured")
+	}
+	if runtime.GOOS == "linux" && (res.ProcessCPU <= 0 || !strings.Contains(out.String(), "µs per event")) {
+		t.Errorf("no CPU figures on Linux: %+v", res)
 	}
 	if !strings.Contains(out.String(), "bytes per tracked (fan, performer) pair") {
 		t.Error("report lacks the memory figure")

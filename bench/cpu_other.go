@@ -5,8 +5,8 @@ package bench
 import "time"
 
 type cpuSample struct {
-	process, machine time.Duration
-	ok               bool
+	process, postgres, machine time.Duration
+	ok                         bool
 }
 
 // sampleCPU has no portable source outside Linux; the report omits CPU.

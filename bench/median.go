@@ -32,7 +32,9 @@ func Median(runs []Result) Result {
 	m.CheckpointTime = medianOf(runs, func(r Result) time.Duration { return r.CheckpointTime })
 	m.Contributions = medianOf(runs, func(r Result) int64 { return r.Contributions })
 	m.ProcessCPU = medianOf(runs, func(r Result) time.Duration { return r.ProcessCPU })
+	m.PostgresCPU = medianOf(runs, func(r Result) time.Duration { return r.PostgresCPU })
 	m.OtherCPU = medianOf(runs, func(r Result) time.Duration { return r.OtherCPU })
+	m.BareCPU = medianOf(runs, func(r Result) time.Duration { return r.BareCPU })
 	return m
 }
 
