@@ -1,6 +1,7 @@
 package scoring
 
 import (
+	"encoding/binary"
 	"maps"
 	"math"
 	"slices"
@@ -604,15 +605,33 @@ func TestStateBinaryRoundTrip(t *testing.T) {
 	apply(s, &st, followEv("aurora", t0.Add(90*day)), "aurora")
 	apply(s, &st, attendanceEv("aurora", "s1", t0.Add(90*day)), "aurora")
 	b, err := st.MarshalBinary()
-	if err != nil || len(b) != pairStateSize {
+	if err != nil || len(b) > MaxPairStateSize || len(b) >= pairStateSize {
 		t.Fatalf("marshal: %d bytes, %v", len(b), err)
 	}
 	var back PairState
 	if err := back.UnmarshalBinary(b); err != nil || back != st {
 		t.Fatalf("round trip: %+v, %v; want %+v", back, err, st)
 	}
-	if err := back.UnmarshalBinary(b[1:]); err == nil {
-		t.Fatal("short input accepted")
+	for name, bad := range map[string][]byte{
+		"short":          b[:len(b)-1],
+		"trailing bytes": append(append([]byte(nil), b...), 0),
+		"no fields":      b[:2],
+		"zero field":     {compactStateVersion, hasStreamed, 0, 0},
+		"long uvarint":   {compactStateVersion, hasRef, 0, 0x81, 0x00},
+		"version":        append([]byte{9}, b[1:]...),
+		"NaN":            {compactStateVersion, hasPosts, 0, 0, 0, 0xc0, 0x7f},
+	} {
+		if err := back.UnmarshalBinary(bad); err == nil {
+			t.Errorf("%s: accepted %x", name, bad)
+		}
+	}
+	// Logs written before the compact form hold the fixed one.
+	if err := back.UnmarshalBinary(fixedPairState(st)); err != nil || back != st {
+		t.Fatalf("fixed form: %+v, %v; want %+v", back, err, st)
+	}
+	if full := (PairState{ref: math.MaxUint32, score: 1, posts: 2, period: math.MaxUint32, listened: math.MaxUint32, show: 7,
+		visitDay: math.MaxUint16, streamed: 255, flags: 255}); len(must(full.AppendBinary(nil))) != MaxPairStateSize {
+		t.Errorf("every field at its longest takes %d bytes, MaxPairStateSize is %d", len(must(full.AppendBinary(nil))), MaxPairStateSize)
 	}
 
 	var fan FanState
@@ -675,4 +694,43 @@ func TestScorerConcurrentUse(t *testing.T) {
 			t.Fatalf("results differ: %v", results)
 		}
 	}
+}
+
+// fixedPairState writes the version 1 form, which only older logs hold.
+func fixedPairState(st PairState) []byte {
+	le := binary.LittleEndian
+	b := []byte{stateVersion}
+	for _, v := range []uint32{st.ref, math.Float32bits(st.score), math.Float32bits(st.posts), st.period, st.listened, st.show} {
+		b = le.AppendUint32(b, v)
+	}
+	b = le.AppendUint16(b, st.visitDay)
+	return append(b, st.streamed, st.flags)
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// FuzzPairStateUnmarshal holds the compact form to one encoding per state:
+// whatever decodes re-encodes to the same bytes.
+func FuzzPairStateUnmarshal(f *testing.F) {
+	f.Add([]byte{compactStateVersion, hasRef | hasScore, 1, 0x80, 0x01, 0, 0, 0x80, 0x3f})
+	f.Add(fixedPairState(PairState{ref: 5, score: 2, flags: 1}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var st PairState
+		if st.UnmarshalBinary(b) != nil {
+			return
+		}
+		again := must(st.AppendBinary(nil))
+		if b[0] == compactStateVersion && string(again) != string(b) {
+			t.Fatalf("decoded %x, re-encoded %x", b, again)
+		}
+		var back PairState
+		if err := back.UnmarshalBinary(again); err != nil || back != st {
+			t.Fatalf("re-encoded state does not decode back: %+v vs %+v, %v", back, st, err)
+		}
+	})
 }

@@ -111,45 +111,179 @@ func (st *PairState) Updated() time.Time { return unstamp(st.ref) }
 // storing or drop it.
 func (st *PairState) Zero() bool { return *st == PairState{} }
 
-// pairStateSize is the length of the binary form: a version byte and the fields.
+// pairStateSize is the length of the fixed binary form (version 1): a
+// version byte and the fields. It is still read; AppendBinary writes the
+// compact form.
 const pairStateSize = 1 + 4*6 + 2 + 1 + 1
 
 const stateVersion = 1
 
-// MarshalBinary encodes the state in a fixed little-endian form of 29 bytes
-// for durable storage; the first byte is a version.
+// compactStateVersion marks the compact form: a version byte, a byte whose
+// bits say which fields follow, and only those fields, integers as uvarints.
+// Most states leave most fields zero (a follow sets two), so a state takes
+// about 12 bytes instead of 29; the state log a checkpoint writes shrinks
+// by as much.
+const compactStateVersion = 2
+
+// MaxPairStateSize bounds the length of AppendBinary's output.
+const MaxPairStateSize = 3 + 5 + 4 + 4 + 5 + 5 + 4 + 3 + 1 // version, mask and flags bytes, then every field at its longest
+
+// Bits of the compact form's mask, one per field that follows.
+const (
+	hasRef = 1 << iota
+	hasScore
+	hasPosts
+	hasPeriod
+	hasListened
+	hasShow
+	hasVisitDay
+	hasStreamed
+)
+
+// MarshalBinary encodes the state for durable storage in the compact form
+// AppendBinary writes; the first byte is a version.
 func (st PairState) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, pairStateSize)
-	b = append(b, stateVersion)
-	b = binary.LittleEndian.AppendUint32(b, st.ref)
-	b = binary.LittleEndian.AppendUint32(b, math.Float32bits(st.score))
-	b = binary.LittleEndian.AppendUint32(b, math.Float32bits(st.posts))
-	b = binary.LittleEndian.AppendUint32(b, st.period)
-	b = binary.LittleEndian.AppendUint32(b, st.listened)
-	b = binary.LittleEndian.AppendUint32(b, st.show)
-	b = binary.LittleEndian.AppendUint16(b, st.visitDay)
-	b = append(b, st.streamed, st.flags)
+	return st.AppendBinary(make([]byte, 0, MaxPairStateSize))
+}
+
+// AppendBinary appends the compact form of the state to b (the
+// encoding.BinaryAppender method, so that a log of many states need not
+// allocate one slice per state).
+func (st PairState) AppendBinary(b []byte) ([]byte, error) {
+	var mask byte
+	for bit, set := range [...]bool{st.ref != 0, st.score != 0, st.posts != 0, st.period != 0, st.listened != 0, st.show != 0, st.visitDay != 0, st.streamed != 0} {
+		if set {
+			mask |= 1 << bit
+		}
+	}
+	b = append(b, compactStateVersion, mask, st.flags)
+	if mask&hasRef != 0 {
+		b = binary.AppendUvarint(b, uint64(st.ref))
+	}
+	if mask&hasScore != 0 {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(st.score))
+	}
+	if mask&hasPosts != 0 {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(st.posts))
+	}
+	if mask&hasPeriod != 0 {
+		b = binary.AppendUvarint(b, uint64(st.period))
+	}
+	if mask&hasListened != 0 {
+		b = binary.AppendUvarint(b, uint64(st.listened))
+	}
+	if mask&hasShow != 0 {
+		b = binary.LittleEndian.AppendUint32(b, st.show) // a hash: a uvarint would only grow it
+	}
+	if mask&hasVisitDay != 0 {
+		b = binary.AppendUvarint(b, uint64(st.visitDay))
+	}
+	if mask&hasStreamed != 0 {
+		b = append(b, st.streamed)
+	}
 	return b, nil
 }
 
-// UnmarshalBinary decodes what MarshalBinary encoded.
+var errPairState = errors.New("scoring: not a pair state")
+
+// UnmarshalBinary decodes either binary form: the compact one and the fixed
+// one of version 1 that older state logs hold.
 func (st *PairState) UnmarshalBinary(b []byte) error {
-	if len(b) != pairStateSize || b[0] != stateVersion {
-		return errors.New("scoring: not a version 1 pair state")
+	if len(b) == pairStateSize && b[0] == stateVersion {
+		le := binary.LittleEndian
+		*st = PairState{
+			ref:      le.Uint32(b[1:]),
+			score:    math.Float32frombits(le.Uint32(b[5:])),
+			posts:    math.Float32frombits(le.Uint32(b[9:])),
+			period:   le.Uint32(b[13:]),
+			listened: le.Uint32(b[17:]),
+			show:     le.Uint32(b[21:]),
+			visitDay: le.Uint16(b[25:]),
+			streamed: b[27],
+			flags:    b[28],
+		}
+		if !finite(st.score) || !finite(st.posts) {
+			*st = PairState{}
+			return errPairState
+		}
+		return nil
 	}
-	le := binary.LittleEndian
-	*st = PairState{
-		ref:      le.Uint32(b[1:]),
-		score:    math.Float32frombits(le.Uint32(b[5:])),
-		posts:    math.Float32frombits(le.Uint32(b[9:])),
-		period:   le.Uint32(b[13:]),
-		listened: le.Uint32(b[17:]),
-		show:     le.Uint32(b[21:]),
-		visitDay: le.Uint16(b[25:]),
-		streamed: b[27],
-		flags:    b[28],
+	if len(b) < 3 || b[0] != compactStateVersion {
+		return errPairState
 	}
+	mask, r := b[1], compactReader{b: b[3:]}
+	out := PairState{flags: b[2]}
+	if mask&hasRef != 0 {
+		out.ref = r.uint32()
+	}
+	if mask&hasScore != 0 {
+		out.score = math.Float32frombits(r.fixed32())
+	}
+	if mask&hasPosts != 0 {
+		out.posts = math.Float32frombits(r.fixed32())
+	}
+	if mask&hasPeriod != 0 {
+		out.period = r.uint32()
+	}
+	if mask&hasListened != 0 {
+		out.listened = r.uint32()
+	}
+	if mask&hasShow != 0 {
+		out.show = r.fixed32()
+	}
+	if mask&hasVisitDay != 0 {
+		v := r.uint32()
+		if v > math.MaxUint16 {
+			r.bad = true
+		}
+		out.visitDay = uint16(v)
+	}
+	if mask&hasStreamed != 0 {
+		if len(r.b) == 0 {
+			r.bad = true
+		} else {
+			out.streamed, r.b = r.b[0], r.b[1:]
+		}
+	}
+	// A field present but zero would encode differently: refuse it, so that
+	// each state has one form and what decodes re-encodes byte for byte.
+	if r.bad || len(r.b) != 0 || !finite(out.score) || !finite(out.posts) {
+		return errPairState
+	}
+	if again, _ := out.AppendBinary(nil); len(again) != len(b) {
+		return errPairState
+	}
+	*st = out
 	return nil
+}
+
+// finite reports whether a stored sum is a number: scoring never makes a NaN
+// or an infinity, so one read back means the bytes are not a state.
+func finite(f float32) bool { return !math.IsNaN(float64(f)) && !math.IsInf(float64(f), 0) }
+
+type compactReader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *compactReader) uint32() uint32 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 || v > math.MaxUint32 {
+		r.bad, r.b = true, nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return uint32(v)
+}
+
+func (r *compactReader) fixed32() uint32 {
+	if len(r.b) < 4 {
+		r.bad, r.b = true, nil
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(r.b)
+	r.b = r.b[4:]
+	return v
 }
 
 // FanState holds the per-fan facts that scoring reads for every performer:

@@ -17,8 +17,16 @@ import (
 // A state chunk is a version byte followed by entries, each a kind byte and its
 // fields; later entries for the same key replace earlier ones, within a chunk
 // and across the chunks of a partition's log.
+//
+// Version 3 names a pair's performer by its place in the chunk's own list of
+// performers (a uvarint, 0 for a name first seen here, which then follows),
+// and holds pair states in their compact form: a pair takes about 30 bytes
+// instead of 57, and the log a checkpoint writes, which Postgres pays for
+// per byte, shrinks by half. Version 2 chunks, which spell every name out,
+// are still read.
 const (
-	chunkVersion byte = 2
+	chunkVersion byte = 3
+	chunkV2      byte = 2
 	entryPair    byte = 1
 	entrySession byte = 2
 	entryFan     byte = 3
@@ -38,13 +46,14 @@ type chunkState struct {
 }
 
 func encodeChunk(s chunkState) []byte {
-	b := make([]byte, 0, 1+(len(s.pairs)+len(s.pairList))*56+len(s.sessions)*32+len(s.fans)*28)
+	b := make([]byte, 0, 1+(len(s.pairs)+len(s.pairList))*32+len(s.sessions)*32+len(s.fans)*28)
 	b = append(b, chunkVersion)
+	names := map[string]uint64{}
 	for k, st := range s.pairs {
-		b = appendPair(b, k, st)
+		b = appendPair(b, names, k, st)
 	}
 	for _, e := range s.pairList {
-		b = appendPair(b, e.Key, e.State)
+		b = appendPair(b, names, e.Key, e.State)
 	}
 	for f, fs := range s.fans {
 		b = append(b, entryFan)
@@ -67,22 +76,33 @@ func encodeChunk(s chunkState) []byte {
 	return b
 }
 
-func appendPair(b []byte, k pipeline.PairKey, st scoring.PairState) []byte {
+// The state's length is one uvarint byte: its compact form is shorter than 128.
+var _ [127 - scoring.MaxPairStateSize]struct{}
+
+func appendPair(b []byte, names map[string]uint64, k pipeline.PairKey, st scoring.PairState) []byte {
 	b = append(b, entryPair)
 	b = append(b, k.Fan[:]...)
-	b = binary.AppendUvarint(b, uint64(len(k.Performer)))
-	b = append(b, k.Performer...)
-	raw, _ := st.MarshalBinary() // fixed-size, cannot fail
-	b = binary.AppendUvarint(b, uint64(len(raw)))
-	return append(b, raw...)
+	if i, ok := names[k.Performer]; ok {
+		b = binary.AppendUvarint(b, i)
+	} else {
+		names[k.Performer] = uint64(len(names) + 1)
+		b = append(b, 0)
+		b = binary.AppendUvarint(b, uint64(len(k.Performer)))
+		b = append(b, k.Performer...)
+	}
+	at := len(b)
+	b, _ = st.AppendBinary(append(b, 0)) // cannot fail
+	b[at] = byte(len(b) - at - 1)
+	return b
 }
 
 // decodeChunk applies a chunk's entries to s.
 func decodeChunk(b []byte, s chunkState) error {
-	if len(b) == 0 || b[0] != chunkVersion {
+	if len(b) == 0 || (b[0] != chunkVersion && b[0] != chunkV2) {
 		return fmt.Errorf("%w: unknown version", errChunkCorrupt)
 	}
 	r := chunkReader{b: b[1:]}
+	var names []string // version 3's performers, in order of first appearance
 	for len(r.b) > 0 && r.err == nil {
 		kind := r.byte()
 		if kind == entryRouted {
@@ -99,7 +119,17 @@ func decodeChunk(b []byte, s chunkState) error {
 		copy(f[:], r.bytes(16))
 		switch kind {
 		case entryPair:
-			k := pipeline.PairKey{Fan: f, Performer: string(r.bytes(int(r.uvarint())))}
+			k := pipeline.PairKey{Fan: f}
+			if b[0] == chunkV2 {
+				k.Performer = string(r.bytes(int(r.uvarint())))
+			} else if i := r.uvarint(); i == 0 {
+				k.Performer = string(r.bytes(int(r.uvarint())))
+				names = append(names, k.Performer)
+			} else if i <= uint64(len(names)) {
+				k.Performer = names[i-1]
+			} else if r.err == nil {
+				return fmt.Errorf("%w: performer %d of %d", errChunkCorrupt, i, len(names))
+			}
 			var st scoring.PairState
 			raw := r.bytes(int(r.uvarint()))
 			if r.err == nil {

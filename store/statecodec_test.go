@@ -1,7 +1,9 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"maps"
 	"testing"
 	"time"
@@ -74,9 +76,63 @@ func TestStateChunkCorruptionIsAnError(t *testing.T) {
 		"version":      append([]byte{9}, good[1:]...),
 		"truncated":    good[:len(good)-3],
 		"unknown kind": append([]byte{chunkVersion, 7}, good[2:]...),
+		// good names its one performer first; a second entry naming the second performer has none to point at.
+		"performer out of range": append(append([]byte(nil), good...), append(append([]byte{entryPair}, make([]byte, 16)...), 2, 0)...),
 	} {
 		if err := decodeChunk(b, newChunkState()); !errors.Is(err, errChunkCorrupt) {
 			t.Errorf("%s: err = %v, want errChunkCorrupt", name, err)
+		}
+	}
+}
+
+// Logs written before version 3 spell every performer out and hold pair
+// states in their fixed form; they must still load.
+func TestStateChunkVersion2StillReads(t *testing.T) {
+	fixed := make([]byte, 29) // version 1 of a pair state: 60 seconds listened
+	fixed[0] = 1
+	binary.LittleEndian.PutUint32(fixed[17:], 60)
+	var want scoring.PairState
+	if err := want.UnmarshalBinary(fixed); err != nil {
+		t.Fatal(err)
+	}
+	fan := uuid.New()
+	b := []byte{chunkV2, entryPair}
+	b = append(b, fan[:]...)
+	const name = "Björk"
+	b = append(b, byte(len(name)))
+	b = append(b, name...)
+	b = append(b, 29)
+	b = append(b, fixed...)
+	cs := newChunkState()
+	if err := decodeChunk(b, cs); err != nil {
+		t.Fatal(err)
+	}
+	if got := cs.pairs[pipeline.PairKey{Fan: fan, Performer: name}]; got != want || len(cs.pairs) != 1 {
+		t.Fatalf("pairs %+v, want one with %+v", cs.pairs, want)
+	}
+}
+
+// The log's size is what Postgres pays for at every checkpoint: a pair with
+// a performer already named in the chunk costs a fan id and a few bytes.
+func TestStateChunkPairSize(t *testing.T) {
+	const n = 1000
+	list := make([]pipeline.PairEntry, n)
+	st := pairState(t, 30)
+	for i := range list {
+		list[i] = pipeline.PairEntry{Key: pipeline.PairKey{Fan: uuid.New(), Performer: fmt.Sprintf("perf-%04d", i%10)}, State: st}
+	}
+	b := encodeChunk(chunkState{pairList: list})
+	raw, _ := st.MarshalBinary()
+	if per, limit := float64(len(b))/n, float64(1+16+1+1+len(raw))+0.2; per > limit {
+		t.Errorf("%.1f bytes per pair, want at most %.1f", per, limit)
+	}
+	cs := newChunkState()
+	if err := decodeChunk(b, cs); err != nil || len(cs.pairs) != n {
+		t.Fatalf("decoded %d pairs, %v", len(cs.pairs), err)
+	}
+	for _, e := range list {
+		if cs.pairs[e.Key] != e.State {
+			t.Fatalf("pair %v: %+v, want %+v", e.Key, cs.pairs[e.Key], e.State)
 		}
 	}
 }
