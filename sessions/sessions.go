@@ -21,24 +21,24 @@ type Session struct {
 // Tracker holds the sessions of one partition's fans. It is not safe for
 // concurrent use: a partition has one owner at a time.
 type Tracker struct {
-	gap      time.Duration
-	sessions map[uuid.UUID]*entry
-	// dirty lists the entries changed since TakeDirty: a flag in the entry
-	// and a list cost less per listen than a second map.
-	dirty []*entry
+	gap      int64 // nanoseconds
+	sessions map[uuid.UUID]entry
+	// dirty lists the fans whose entries changed since TakeDirty: a flag in
+	// the entry and a list cost less per listen than a second map.
+	dirty []uuid.UUID
 }
 
+// entry keeps the times as Unix nanoseconds inside the map slot: a lookup
+// then reads no memory beyond the slot, where a pointer to a heap entry cost
+// the event path a cache miss per listen. Event times are after 1970 and
+// at most minutes ahead of now, so they fit.
 type entry struct {
-	Session
-	fan   uuid.UUID
-	dirty bool
+	start, last int64
+	dirty       bool
 }
 
-func (t *Tracker) touch(e *entry) {
-	if !e.dirty {
-		e.dirty = true
-		t.dirty = append(t.dirty, e)
-	}
+func (e entry) session() Session {
+	return Session{Start: time.Unix(0, e.start).UTC(), Last: time.Unix(0, e.last).UTC()}
 }
 
 // NewTracker returns a tracker; a gap <= 0 means DefaultGap.
@@ -46,40 +46,43 @@ func NewTracker(gap time.Duration) *Tracker {
 	if gap <= 0 {
 		gap = DefaultGap
 	}
-	return &Tracker{gap: gap, sessions: make(map[uuid.UUID]*entry)}
+	return &Tracker{gap: int64(gap), sessions: make(map[uuid.UUID]entry)}
 }
 
-// Load puts a session read from durable storage; it is not marked dirty.
+// Load puts a session read from durable storage; it is not marked dirty
+// (unless it already was).
 func (t *Tracker) Load(fan uuid.UUID, s Session) {
-	if e, ok := t.sessions[fan]; ok {
-		e.Session = s
-		return
-	}
-	t.sessions[fan] = &entry{Session: s, fan: fan}
+	e := t.sessions[fan]
+	e.start, e.last = s.Start.UnixNano(), s.Last.UnixNano()
+	t.sessions[fan] = e
 }
 
 // Listen records a listen at time at and reports whether it started a new session.
 // A listen older than the session's last one (events arrive out of order) extends
 // the session backwards only when it falls within the gap.
 func (t *Tracker) Listen(fan uuid.UUID, at time.Time) (s Session, started bool) {
-	cur, ok := t.sessions[fan]
+	n := at.UnixNano()
+	e, ok := t.sessions[fan]
 	switch {
 	case !ok:
-		cur = &entry{Session: Session{Start: at, Last: at}, fan: fan}
-		t.sessions[fan] = cur
+		e = entry{start: n, last: n}
 		started = true
-	case at.After(cur.Last):
-		if at.Sub(cur.Last) > t.gap {
-			cur.Session = Session{Start: at, Last: at}
+	case n > e.last:
+		if n-e.last > t.gap {
+			e.start, e.last = n, n
 			started = true
 		} else {
-			cur.Last = at
+			e.last = n
 		}
-	case at.Before(cur.Start) && cur.Start.Sub(at) <= t.gap:
-		cur.Start = at
+	case n < e.start && e.start-n <= t.gap:
+		e.start = n
 	}
-	t.touch(cur)
-	return cur.Session, started
+	if !e.dirty {
+		e.dirty = true
+		t.dirty = append(t.dirty, fan)
+	}
+	t.sessions[fan] = e
+	return e.session(), started
 }
 
 // Live reports whether the fan's session is live at time at.
@@ -95,12 +98,13 @@ func (t *Tracker) Status(fan uuid.UUID, at time.Time) (s Session, live bool) {
 	if !ok {
 		return Session{}, false
 	}
-	return e.Session, t.LiveAt(e.Session, at)
+	n := at.UnixNano()
+	return e.session(), n >= e.start && n-e.last <= t.gap
 }
 
 // LiveAt reports whether s, a session this tracker returned, is live at time at.
 func (t *Tracker) LiveAt(s Session, at time.Time) bool {
-	return !at.Before(s.Start) && at.Sub(s.Last) <= t.gap
+	return !at.Before(s.Start) && int64(at.Sub(s.Last)) <= t.gap
 }
 
 // Get returns the fan's session, if any.
@@ -109,19 +113,19 @@ func (t *Tracker) Get(fan uuid.UUID) (Session, bool) {
 	if !ok {
 		return Session{}, false
 	}
-	return e.Session, true
+	return e.session(), true
 }
 
 // TakeDirty returns the sessions changed since the last call and forgets them.
 func (t *Tracker) TakeDirty() map[uuid.UUID]Session {
 	out := make(map[uuid.UUID]Session, len(t.dirty))
-	for _, e := range t.dirty {
-		if e.dirty { // not forgotten since
-			out[e.fan] = e.Session
+	for _, f := range t.dirty {
+		if e, ok := t.sessions[f]; ok && e.dirty { // not forgotten since
+			out[f] = e.session()
 			e.dirty = false
+			t.sessions[f] = e
 		}
 	}
-	clear(t.dirty) // drop the pointers: forgotten entries can be collected
 	t.dirty = t.dirty[:0]
 	return out
 }
@@ -130,7 +134,7 @@ func (t *Tracker) TakeDirty() map[uuid.UUID]Session {
 func (t *Tracker) Snapshot() map[uuid.UUID]Session {
 	out := make(map[uuid.UUID]Session, len(t.sessions))
 	for f, e := range t.sessions {
-		out[f] = e.Session
+		out[f] = e.session()
 	}
 	return out
 }
@@ -139,8 +143,7 @@ func (t *Tracker) Snapshot() map[uuid.UUID]Session {
 func (t *Tracker) Forget(fans map[uuid.UUID]struct{}) int {
 	n := 0
 	for f := range fans {
-		if e, ok := t.sessions[f]; ok {
-			e.dirty = false
+		if _, ok := t.sessions[f]; ok {
 			delete(t.sessions, f)
 			n++
 		}
