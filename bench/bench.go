@@ -408,7 +408,7 @@ func bareDrain(ctx context.Context, brokers []string, partitions int, ends map[i
 		go func() {
 			defer wg.Done()
 			r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: p,
-				MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: 4096})
+				MinBytes: 1, MaxBytes: consumers.FetchMaxBytes, MaxWait: 250 * time.Millisecond, QueueCapacity: 4096})
 			defer func() { _ = r.Close() }()
 			for n := int64(0); n < ends[p]; n++ {
 				if _, err := r.FetchMessage(ctx); err != nil {
