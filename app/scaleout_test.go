@@ -27,7 +27,6 @@ func partitionsOwned(t *testing.T, members []*child) ([]int, error) {
 	return out, nil
 }
 
-// waitShared waits until the members own every partition between them, each some.
 // waitLoads waits until members have logged at least n partition loads in
 // all, or crashJoinTimeout passes, and returns how many they logged.
 func waitLoads(members []*child, n int) int {
@@ -45,6 +44,7 @@ func waitLoads(members []*child, n int) int {
 	}
 }
 
+// waitShared waits until the members own every partition between them, each some.
 func waitShared(t *testing.T, members []*child) []int {
 	t.Helper()
 	deadline := time.Now().Add(crashJoinTimeout)

@@ -575,10 +575,6 @@ func (c *Consumer) observeRead(out *outbox) {
 	}
 }
 
-// readBatch applies records as they arrive, so the index reflects an event as
-// soon as it is read, until the batch is full or BatchLinger has passed since
-// its first record. It returns how many records it read, the next offset, and
-// the records to write before checkpointing.
 // FetchMaxBytes caps one fetch from a partition. A fetch of 16 MiB cost the
 // process more CPU than 1 MiB ones: the broker's reply sits in a socket the
 // reader drains only as fast as events are applied, so it went out in many
@@ -586,6 +582,10 @@ func (c *Consumer) observeRead(out *outbox) {
 // seconds in the process). 1 MiB still carries thousands of events a fetch.
 const FetchMaxBytes = 1 << 20
 
+// readBatch applies records as they arrive, so the index reflects an event as
+// soon as it is read, until the batch is full or BatchLinger has passed since
+// its first record. It returns how many records it read, the next offset, and
+// the records to write before checkpointing.
 func (c *Consumer) readBatch(ctx context.Context, r *kafka.Reader, part *pipeline.Partition, pid store.PartitionID) (int, int64, outbox) {
 	var out outbox
 	// An idle partition wakes up now and then to act on erasures.

@@ -37,6 +37,12 @@ type entry struct {
 	dirty       bool
 }
 
+// liveAt is the one liveness rule: at (Unix nanoseconds) falls in the
+// session or less than gap after its last listen.
+func (e entry) liveAt(at, gap int64) bool {
+	return at >= e.start && at-e.last <= gap
+}
+
 func (e entry) session() Session {
 	return Session{Start: time.Unix(0, e.start).UTC(), Last: time.Unix(0, e.last).UTC()}
 }
@@ -98,13 +104,12 @@ func (t *Tracker) Status(fan uuid.UUID, at time.Time) (s Session, live bool) {
 	if !ok {
 		return Session{}, false
 	}
-	n := at.UnixNano()
-	return e.session(), n >= e.start && n-e.last <= t.gap
+	return e.session(), e.liveAt(at.UnixNano(), t.gap)
 }
 
 // LiveAt reports whether s, a session this tracker returned, is live at time at.
 func (t *Tracker) LiveAt(s Session, at time.Time) bool {
-	return !at.Before(s.Start) && int64(at.Sub(s.Last)) <= t.gap
+	return entry{start: s.Start.UnixNano(), last: s.Last.UnixNano()}.liveAt(at.UnixNano(), t.gap)
 }
 
 // Get returns the fan's session, if any.
