@@ -1,14 +1,18 @@
 package app_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crescendo-hq/crescendo/demo"
 	"github.com/crescendo-hq/crescendo/offers"
@@ -119,7 +123,9 @@ func TestDeliveryChaosNoLossNoDuplicates(t *testing.T) {
 	// A loaded CI machine ran this 2-3 times slower than usual and missed a
 	// fixed 3-minute deadline while still delivering; a stall as long as the
 	// old deadline is what fails, so whatever passed before passes now.
-	progressing(t, 3*time.Minute, 6*time.Minute, "every offer to end", chaosOffers, final)
+	progressing(t, 3*time.Minute, 6*time.Minute, "every offer to end", chaosOffers, final, func() string {
+		return stuckJobs(t, r.st.Pool(), "chaos")
+	})
 	if err := second.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -168,10 +174,38 @@ func TestDeliveryChaosNoLossNoDuplicates(t *testing.T) {
 		delivered, failed, killedAt, accepted)
 }
 
+// stuckJobs describes the delivery jobs of rule's offers that have not
+// ended, grouped by state, attempt and last error, for a failure message.
+func stuckJobs(t *testing.T, pool *pgxpool.Pool, rule string) string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT COALESCE(j.state::text, 'no job'), COALESCE(j.attempt, 0),
+			COALESCE(left(j.errors[array_length(j.errors, 1)]->>'error', 160), ''), count(*)
+		FROM offers o LEFT JOIN river_job j ON j.args->>'offer_id' = o.id::text
+		WHERE o.rule_id = $1 AND o.status = 'issued'
+		GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 20`, rule)
+	if err != nil {
+		return "reading the stuck jobs: " + err.Error()
+	}
+	var b strings.Builder
+	for rows.Next() {
+		var state, last string
+		var attempt, n int
+		if err := rows.Scan(&state, &attempt, &last, &n); err != nil {
+			return "reading the stuck jobs: " + err.Error()
+		}
+		fmt.Fprintf(&b, "\n  %d offers: job %s, attempt %d, last error %q", n, state, attempt, last)
+	}
+	if err := rows.Err(); err != nil {
+		return "reading the stuck jobs: " + err.Error()
+	}
+	return b.String()
+}
+
 // progressing waits until count() reaches want. It fails when count has not
 // moved for stall, or when limit has passed in all, so a slow but working
-// system passes and a stuck one fails within stall.
-func progressing(t *testing.T, stall, limit time.Duration, what string, want int, count func() int) {
+// system passes and a stuck one fails within stall; the failure adds what
+// describe says of the work left.
+func progressing(t *testing.T, stall, limit time.Duration, what string, want int, count func() int, describe func() string) {
 	t.Helper()
 	start := time.Now()
 	last, lastAt := count(), start
@@ -186,9 +220,9 @@ func progressing(t *testing.T, stall, limit time.Duration, what string, want int
 		}
 		switch {
 		case now.Sub(lastAt) > stall:
-			t.Fatalf("no progress for %s waiting for %s: %d of %d", stall, what, last, want)
+			t.Fatalf("no progress for %s waiting for %s: %d of %d%s", stall, what, last, want, describe())
 		case now.Sub(start) > limit:
-			t.Fatalf("timed out after %s waiting for %s: %d of %d", limit, what, last, want)
+			t.Fatalf("timed out after %s waiting for %s: %d of %d%s", limit, what, last, want, describe())
 		}
 	}
 }

@@ -59,6 +59,9 @@ type Store interface {
 	MarkDeliveredMany(ctx context.Context, ds []store.Delivered) error
 	RecordAttempts(ctx context.Context, as []store.Attempt) error
 	FinishOffer(ctx context.Context, offerID uuid.UUID, status, reason string) error
+	// AbandonOffers fails still-issued offers whose delivery jobs River
+	// discarded (see SweepArgs).
+	AbandonOffers(ctx context.Context, as []store.Abandoned) (int64, error)
 }
 
 // SMSSender sends a text message, and finds one sent earlier whose outcome
@@ -108,8 +111,12 @@ type Config struct {
 	// RescueAfter is how long a delivery job may run before another worker
 	// takes it over (its process died mid-job); default 2 minutes.
 	RescueAfter time.Duration
-	Logger      *slog.Logger
-	Clock       func() time.Time
+	// SweepInterval is how often the leader ends the offers of delivery jobs
+	// River discarded without a worker ending them (see SweepArgs); default
+	// a minute.
+	SweepInterval time.Duration
+	Logger        *slog.Logger
+	Clock         func() time.Time
 
 	// Delivered, when set, is told of each delivery as it is recorded: the
 	// channel, when the offer was issued and when it was delivered (metrics).
@@ -156,7 +163,12 @@ func New(cfg Config) (*Dispatcher, error) {
 			attempts:  newCombiner(256, combineLanes, writeOnly(cfg.Store.RecordAttempts)),
 			delivered: newCombiner(256, combineLanes, writeOnly(cfg.Store.MarkDeliveredMany))}
 		river.AddWorker(workers, w)
+		river.AddWorker(workers, &sweeper{store: cfg.Store, logger: logger})
 		rcfg.Workers = workers
+		rcfg.PeriodicJobs = []*river.PeriodicJob{river.NewPeriodicJob(
+			river.PeriodicInterval(cmp.Or(cfg.SweepInterval, time.Minute)),
+			func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, nil },
+			&river.PeriodicJobOpts{ID: SweepArgs{}.Kind(), RunOnStart: true})}
 		// A job whose process died is taken over after RescueAfter; the
 		// attempt it left unresolved is looked up before anything is resent.
 		rcfg.JobTimeout = cfg.RescueAfter / 2
@@ -328,13 +340,45 @@ func smsHours(now time.Time, name string) (bool, time.Time) {
 
 // Work delivers one offer over the first channel that takes it, once.
 //
+// River discards a job whose last attempt fails, so an error on that attempt
+// (a provider look-up or the database failing, not only a send) ends the
+// offer as failed with the error as its reason: an offer never stays
+// "issued" with nothing left to deliver it. Jobs River discards without
+// running them (a process died during the last attempt) are the sweeper's.
+func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
+	err := w.work(ctx, job)
+	if err == nil || job.Attempt < job.MaxAttempts || isRiverControl(err) {
+		return err
+	}
+	// The attempt's own context may be what ended it (the job timeout).
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if ferr := w.cfg.Store.FinishOffer(fctx, job.Args.OfferID, store.OfferFailed,
+		fmt.Sprintf("retries exhausted after %d attempts: %v", job.Attempt, err)); ferr != nil {
+		return fmt.Errorf("%w (ending the offer: %w)", err, ferr)
+	}
+	w.logger.WarnContext(ctx, "offer failed: retries exhausted", slog.String("offer_id", job.Args.OfferID.String()),
+		slog.Int("attempt", job.Attempt), slog.Any("error", err))
+	return nil
+}
+
+// isRiverControl reports whether err tells River to snooze or cancel the
+// job rather than that the attempt failed.
+func isRiverControl(err error) bool {
+	var snooze *river.JobSnoozeError
+	var cancel *river.JobCancelError
+	return errors.As(err, &snooze) || errors.As(err, &cancel)
+}
+
+// work is one delivery attempt.
+//
 // An earlier attempt whose outcome is unknown (a timeout, a 5xx, or a worker
 // that died mid-call) is resolved first by asking the provider whether the
 // message exists: only if it does not is anything sent again. A permanent
 // refusal moves on to the next channel; a transient one is retried with
 // backoff (or after the provider's Retry-After), from the channels not yet
 // refused.
-func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
+func (w *worker) work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	id := job.Args.OfferID
 	all, err := w.deliverable(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -406,9 +450,6 @@ func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 		if after := retryAfter(err); after > 0 && outcome == "error" {
 			// Rate limited: the provider said when; waiting costs no attempt.
 			return river.JobSnooze(after + rand.N(after/10+1))
-		}
-		if job.Attempt >= job.MaxAttempts {
-			return w.cfg.Store.FinishOffer(ctx, id, store.OfferFailed, "retries exhausted on "+string(ch)+": "+err.Error())
 		}
 		return fmt.Errorf("delivering offer over %s (%s): %w", ch, outcome, err)
 	}

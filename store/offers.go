@@ -286,6 +286,36 @@ func (s *Store) FinishOffer(ctx context.Context, offerID uuid.UUID, status, reas
 	return nil
 }
 
+// Abandoned is an offer whose delivery was given up: its job was discarded.
+type Abandoned struct {
+	OfferID uuid.UUID
+	// Round is the redelivery round the job belonged to: a later round's
+	// delivery, still under way, is left alone.
+	Round  int
+	Reason string
+}
+
+// AbandonOffers marks failed, with their reasons, the offers in as that are
+// still issued in the same round, and reports how many it marked.
+func (s *Store) AbandonOffers(ctx context.Context, as []Abandoned) (int64, error) {
+	if len(as) == 0 {
+		return 0, nil
+	}
+	ids := make([]uuid.UUID, len(as))
+	rounds := make([]int32, len(as))
+	reasons := make([]string, len(as))
+	for i, a := range as {
+		ids[i], rounds[i], reasons[i] = a.OfferID, int32(a.Round), a.Reason
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE offers o SET status = 'failed', status_reason = a.reason
+		FROM unnest($1::uuid[], $2::int[], $3::text[]) AS a(id, round, reason)
+		WHERE o.id = a.id AND o.status = 'issued' AND o.redeliveries = a.round`, ids, rounds, reasons)
+	if err != nil {
+		return 0, fmt.Errorf("abandoning offers: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // ExpireOffers marks every open offer whose termination time has passed as expired.
 func (s *Store) ExpireOffers(ctx context.Context, now time.Time) (int64, error) {
 	tag, err := s.pool.Exec(ctx, `UPDATE offers SET status = 'expired',

@@ -202,11 +202,10 @@ func New(cfg Config) (*Sender, error) {
 func (s *Sender) api(ctx context.Context) (*openapi.ApiService, *exchange) {
 	ex := &exchange{}
 	hc := &http.Client{
-		Transport: &transport{ctx: ctx, base: s.base, target: s.target, ex: ex},
+		Transport: &transport{ctx: ctx, base: s.base, target: s.target, ex: ex, timeout: s.timeout},
 		// Twilio never redirects API calls; following one could leak the
 		// basic-auth credentials to another host.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Timeout:       s.timeout,
 	}
 	c := &client.Client{
 		Credentials: client.NewCredentials(s.accountSID, s.authToken),

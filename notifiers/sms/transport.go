@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 )
 
 // maxErrorBody bounds how much of an error answer is buffered.
@@ -19,6 +20,11 @@ type transport struct {
 	base   http.RoundTripper
 	target *url.URL
 	ex     *exchange
+	// timeout bounds each exchange, body included; 0: none. It is applied
+	// here rather than as http.Client.Timeout, whose timer goroutine lives
+	// until the response body is closed: twilio-go never closes error bodies,
+	// so each error answer held a goroutine for the whole timeout.
+	timeout time.Duration
 }
 
 // exchange records the last HTTP answer of a call. twilio-go drops the status
@@ -48,7 +54,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// twilio-go builds requests with context.Background(); Clone swaps in
 	// the caller's context and leaves the original request untouched, as
 	// the RoundTripper contract requires.
-	out := req.Clone(t.ctx)
+	ctx, cancel := t.ctx, context.CancelFunc(func() {})
+	if t.timeout > 0 {
+		ctx, cancel = context.WithTimeout(t.ctx, t.timeout)
+	}
+	out := req.Clone(ctx)
 	if t.target != nil && isTwilioAPIHost(out.URL.Hostname()) {
 		u := *t.target
 		u.Path = strings.TrimSuffix(t.target.Path, "/") + out.URL.Path
@@ -59,6 +69,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := t.base.RoundTrip(out)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	t.ex.record(resp.StatusCode, resp.Header.Clone())
@@ -67,12 +78,27 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// returns the connection to the pool instead of leaking it.
 		b, readErr := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		resp.Body.Close()
+		cancel()
 		if readErr != nil {
 			return nil, readErr
 		}
 		resp.Body = io.NopCloser(bytes.NewReader(b))
+		return resp, nil
 	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// cancelOnClose ends an exchange's timeout once its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // isTwilioAPIHost matches api.twilio.com and the edge/region variants
