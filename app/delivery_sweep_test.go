@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/crescendo-hq/crescendo/demo"
 	"github.com/crescendo-hq/crescendo/internal/pgtemp"
@@ -53,19 +54,12 @@ func TestDeliveryGivenUpEndsTheOffer(t *testing.T) {
 	queueOffers(ctx, t, st, "sweep", 3, zone, []offers.Channel{offers.ChannelSMS}, func(i int) (string, string) {
 		return "+1415555010" + string(rune('0'+i)), ""
 	})
-	var ids []uuid.UUID
 	rows, err := st.Pool().Query(ctx, `SELECT id FROM offers WHERE rule_id = 'sweep' ORDER BY fan_id`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil || len(ids) != 3 {
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil || len(ids) != 3 {
 		t.Fatalf("%d offers (%v), want 3", len(ids), err)
 	}
 	lastTry, discarded, laterRound := ids[0], ids[1], ids[2]

@@ -41,14 +41,9 @@ const sweepLookback = 24 * time.Hour
 // sweepPage is how many discarded jobs a sweep reads at once.
 const sweepPage = 500
 
-// abandoner is what the sweep needs from durable storage.
-type abandoner interface {
-	AbandonOffers(ctx context.Context, as []store.Abandoned) (int64, error)
-}
-
 type sweeper struct {
 	river.WorkerDefaults[SweepArgs]
-	store  abandoner
+	store  Store // AbandonOffers only
 	logger *slog.Logger
 }
 
