@@ -72,7 +72,14 @@ func TestJobsRunOnceAcrossThreeServeProcesses(t *testing.T) {
 	if _, err := tx.Exec(ctx, "LOCK TABLE offers IN ACCESS EXCLUSIVE MODE"); err != nil {
 		t.Fatal(err)
 	}
-	held := waitRuns("a run held by the lock", func(r []store.JobRun) bool { return r[len(r)-1].Outcome == "running" })
+	// A run that began before the lock was granted may already be past its
+	// statement and end ok; only one begun after it is surely held.
+	before := runs()
+	lastBefore := before[len(before)-1].ID
+	held := waitRuns("a run held by the lock", func(r []store.JobRun) bool {
+		last := r[len(r)-1]
+		return last.ID > lastBefore && last.Outcome == "running"
+	})
 	killed := held[len(held)-1]
 	victim := byInstance[killed.Instance]
 	if victim == nil {
