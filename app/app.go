@@ -160,6 +160,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 		LinkBase: s.LinkBase, Workers: s.DeliveryWorkers, Logger: logger,
 		SMSRate: s.SMSRate, EmailRate: s.EmailRate, RetryBase: s.RetryBase, RescueAfter: s.RescueAfter,
 		Delivered: func(ch offers.Channel, issuedAt, at time.Time) { a.Metrics.ObserveDelivery(string(ch), issuedAt, at) },
+		GivenUp:   func(how string, n int64) { a.Metrics.DeliveriesGivenUp.WithLabelValues(how).Add(float64(n)) },
 	}
 	s.PublicBaseURL = cmp.Or(s.PublicBaseURL, "http://"+s.HTTPAddr)
 	if s.TwilioToken != "" {

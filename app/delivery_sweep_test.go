@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +28,8 @@ import (
 // job's last attempt that fails before any send (here the provider look-up
 // of an earlier unknown attempt) ends the offer as failed; a job River
 // discarded without running it (its process died in the last attempt) is
-// ended by the sweep, unless the offer has moved on to a later round.
+// ended by the sweep. Neither ends an offer that has moved on to a later
+// round: that round's delivery is another job's.
 func TestDeliveryGivenUpEndsTheOffer(t *testing.T) {
 	ctx := t.Context()
 	quiet := slog.New(slog.DiscardHandler)
@@ -51,7 +54,7 @@ func TestDeliveryGivenUpEndsTheOffer(t *testing.T) {
 		return twilio.Fault{}
 	})
 	zone := zoneAtTwoPM(time.Now())
-	queueOffers(ctx, t, st, "sweep", 3, zone, []offers.Channel{offers.ChannelSMS}, func(i int) (string, string) {
+	queueOffers(ctx, t, st, "sweep", 4, zone, []offers.Channel{offers.ChannelSMS}, func(i int) (string, string) {
 		return "+1415555010" + string(rune('0'+i)), ""
 	})
 	rows, err := st.Pool().Query(ctx, `SELECT id FROM offers WHERE rule_id = 'sweep' ORDER BY fan_id`)
@@ -59,14 +62,18 @@ func TestDeliveryGivenUpEndsTheOffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-	if err != nil || len(ids) != 3 {
-		t.Fatalf("%d offers (%v), want 3", len(ids), err)
+	if err != nil || len(ids) != 4 {
+		t.Fatalf("%d offers (%v), want 4", len(ids), err)
 	}
-	lastTry, discarded, laterRound := ids[0], ids[1], ids[2]
+	lastTry, discarded, laterRound, staleLast := ids[0], ids[1], ids[2], ids[3]
 
-	// lastTry: an earlier attempt's outcome is unknown and its job is on
-	// its last attempt.
-	if err := st.RecordAttempts(ctx, []store.Attempt{{OfferID: lastTry, Channel: offers.ChannelSMS, Outcome: store.AttemptSending}}); err != nil {
+	// lastTry and staleLast: an earlier attempt's outcome is unknown and
+	// the job is on its last attempt; a receipt has since reopened
+	// staleLast for a new round, which the old job must leave alone.
+	if err := st.RecordAttempts(ctx, []store.Attempt{
+		{OfferID: lastTry, Channel: offers.ChannelSMS, Outcome: store.AttemptSending},
+		{OfferID: staleLast, Channel: offers.ChannelSMS, Outcome: store.AttemptSending},
+	}); err != nil {
 		t.Fatal(err)
 	}
 	exec := func(sql string, args ...any) {
@@ -75,7 +82,8 @@ func TestDeliveryGivenUpEndsTheOffer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	exec(`UPDATE river_job SET attempt = max_attempts - 1 WHERE args->>'offer_id' = $1`, lastTry.String())
+	exec(`UPDATE river_job SET attempt = max_attempts - 1 WHERE args->>'offer_id' = ANY($1)`, []string{lastTry.String(), staleLast.String()})
+	exec(`UPDATE offers SET redeliveries = 1 WHERE id = $1`, staleLast)
 	// discarded and laterRound: River's rescuer discarded their jobs; a
 	// receipt has since reopened laterRound for a new round of delivery.
 	exec(`UPDATE river_job SET state = 'discarded', attempt = max_attempts, finalized_at = now(),
@@ -91,7 +99,10 @@ func TestDeliveryGivenUpEndsTheOffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := notifiers.New(notifiers.Config{Pool: st.Pool(), Store: st, SMS: smsSender, Push: push.NewHub(), Signer: signer,
+	var mu sync.Mutex
+	givenUp := map[string]int64{}
+	d, err := notifiers.New(notifiers.Config{GivenUp: func(how string, n int64) { mu.Lock(); givenUp[how] += n; mu.Unlock() },
+		Pool: st.Pool(), Store: st, SMS: smsSender, Push: push.NewHub(), Signer: signer,
 		LinkBase: "https://crescendo.test/o/", Workers: 2, RetryBase: 10 * time.Millisecond, SweepInterval: 200 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -114,10 +125,18 @@ func TestDeliveryGivenUpEndsTheOffer(t *testing.T) {
 		}
 		return s, reason
 	}
-	eventually(t, 30*time.Second, "both given-up offers to end", func() bool {
+	jobState := func(id uuid.UUID) string {
+		var s string
+		if err := st.Pool().QueryRow(ctx, `SELECT state::text FROM river_job WHERE args->>'offer_id' = $1`, id.String()).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	eventually(t, 30*time.Second, "both given-up offers to end and the stale job to finish", func() bool {
 		a, _ := status(lastTry)
 		b, _ := status(discarded)
-		return a != store.OfferIssued && b != store.OfferIssued
+		j := jobState(staleLast)
+		return a != store.OfferIssued && b != store.OfferIssued && j != "available" && j != "running" && j != "retryable"
 	})
 	if s, reason := status(lastTry); s != store.OfferFailed || !strings.Contains(reason, "retries exhausted after 8 attempts") || !strings.Contains(reason, "earlier attempt") {
 		t.Errorf("offer on its last attempt: %s (%q), want failed: retries exhausted, asking about the earlier attempt", s, reason)
@@ -129,5 +148,13 @@ func TestDeliveryGivenUpEndsTheOffer(t *testing.T) {
 	// statement: an offer in a later round is not the old job's to end.
 	if s, _ := status(laterRound); s != store.OfferIssued {
 		t.Errorf("offer reopened for a later round: %s, want still issued", s)
+	}
+	if s, reason := status(staleLast); s != store.OfferIssued {
+		t.Errorf("offer reopened after its old job's last attempt began: %s (%q), want still issued", s, reason)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := map[string]int64{notifiers.GivenUpRetries: 1, notifiers.GivenUpDiscarded: 1}; !maps.Equal(givenUp, want) {
+		t.Errorf("given up: %v, want %v", givenUp, want)
 	}
 }

@@ -45,6 +45,10 @@ type Metrics struct {
 	// DeliveryLatency is the time from an offer's issue to a provider (or a
 	// push stream) accepting it, by channel.
 	DeliveryLatency *prometheus.HistogramVec
+	// DeliveriesGivenUp counts offers failed because their delivery was
+	// given up, by how: "retries" (the last attempt failed) or "discarded"
+	// (the sweep found the job discarded without a worker ending it).
+	DeliveriesGivenUp *prometheus.CounterVec
 	// ProviderRequests times calls to Twilio and SendGrid by provider,
 	// operation and outcome.
 	ProviderRequests *prometheus.HistogramVec
@@ -85,6 +89,7 @@ func New() *Metrics {
 	m.ThresholdCrossings = m.counterVec("threshold_crossings_total", "Rule tier crossings, by outcome: offer, or the reason there was none (counted when the reason changes).", "outcome")
 	m.DeliveryLatency = m.histogramVec("delivery_latency_seconds", "Time from an offer's issue to its delivery being accepted, by channel.",
 		[]float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}, "channel")
+	m.DeliveriesGivenUp = m.counterVec("deliveries_given_up_total", "Offers failed because their delivery was given up, by how (retries: the last attempt failed; discarded: the sweep found the job discarded).", "how")
 	m.ProviderRequests = m.histogramVec("provider_request_duration_seconds", "Calls to Twilio and SendGrid, by provider, operation and outcome (ok, error).",
 		prometheus.ExponentialBuckets(0.01, 2, 12), "provider", "op", "outcome")
 	m.ProviderErrors = m.counterVec("provider_errors_total", "Errors from Twilio and SendGrid, by provider and code (Twilio error code, else HTTP status; timeout: unknown outcome).", "provider", "code")

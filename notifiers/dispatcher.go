@@ -121,7 +121,19 @@ type Config struct {
 	// Delivered, when set, is told of each delivery as it is recorded: the
 	// channel, when the offer was issued and when it was delivered (metrics).
 	Delivered func(ch offers.Channel, issuedAt, deliveredAt time.Time)
+	// GivenUp, when set, is told how many offers were failed because their
+	// delivery was given up, and how: GivenUpRetries or GivenUpDiscarded.
+	GivenUp func(how string, offers int64)
 }
+
+// How a delivery was given up, as GivenUp is told.
+const (
+	// GivenUpRetries: the job's last attempt failed.
+	GivenUpRetries = "retries"
+	// GivenUpDiscarded: the sweep found the job discarded, no worker having
+	// ended it.
+	GivenUpDiscarded = "discarded"
+)
 
 // Dispatcher queues and works delivery jobs.
 type Dispatcher struct {
@@ -163,7 +175,7 @@ func New(cfg Config) (*Dispatcher, error) {
 			attempts:  newCombiner(256, combineLanes, writeOnly(cfg.Store.RecordAttempts)),
 			delivered: newCombiner(256, combineLanes, writeOnly(cfg.Store.MarkDeliveredMany))}
 		river.AddWorker(workers, w)
-		river.AddWorker(workers, &sweeper{store: cfg.Store, logger: logger})
+		river.AddWorker(workers, &sweeper{store: cfg.Store, givenUp: cfg.GivenUp, logger: logger})
 		rcfg.Workers = workers
 		rcfg.PeriodicJobs = []*river.PeriodicJob{river.NewPeriodicJob(
 			river.PeriodicInterval(cmp.Or(cfg.SweepInterval, time.Minute)),
@@ -353,12 +365,20 @@ func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	// The attempt's own context may be what ended it (the job timeout).
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if ferr := w.cfg.Store.FinishOffer(fctx, job.Args.OfferID, store.OfferFailed,
-		fmt.Sprintf("retries exhausted after %d attempts: %v", job.Attempt, err)); ferr != nil {
+	// Only in the job's own round: a receipt may have reopened the offer
+	// for a later round, whose delivery is another job's.
+	n, ferr := w.cfg.Store.AbandonOffers(fctx, []store.Abandoned{{OfferID: job.Args.OfferID, Round: job.Args.Round,
+		Reason: fmt.Sprintf("retries exhausted after %d attempts: %v", job.Attempt, err)}})
+	if ferr != nil {
 		return fmt.Errorf("%w (ending the offer: %w)", err, ferr)
 	}
-	w.logger.WarnContext(ctx, "offer failed: retries exhausted", slog.String("offer_id", job.Args.OfferID.String()),
-		slog.Int("attempt", job.Attempt), slog.Any("error", err))
+	if n > 0 && w.cfg.GivenUp != nil {
+		w.cfg.GivenUp(GivenUpRetries, n)
+	}
+	if n > 0 {
+		w.logger.WarnContext(ctx, "offer failed: retries exhausted", slog.String("offer_id", job.Args.OfferID.String()),
+			slog.Int("attempt", job.Attempt), slog.Any("error", err))
+	}
 	return nil
 }
 

@@ -43,8 +43,9 @@ const sweepPage = 500
 
 type sweeper struct {
 	river.WorkerDefaults[SweepArgs]
-	store  Store // AbandonOffers only
-	logger *slog.Logger
+	store   Store // AbandonOffers only
+	givenUp func(how string, offers int64)
+	logger  *slog.Logger
 }
 
 // Work fails the still-issued offers of delivery jobs discarded within the
@@ -75,6 +76,9 @@ func (s *sweeper) Work(ctx context.Context, _ *river.Job[SweepArgs]) error {
 			return err
 		}
 		ended += n
+		if n > 0 && s.givenUp != nil {
+			s.givenUp(GivenUpDiscarded, n)
+		}
 		if len(res.Jobs) < sweepPage {
 			break
 		}
