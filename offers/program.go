@@ -254,6 +254,13 @@ func (a *activation) Parent() interpreter.Activation { return nil }
 
 func celValue(m map[string]any) ref.Val { return types.DefaultTypeAdapter.NativeToValue(m) }
 
+// Reaches reports whether index reaches the rule's first tier. Below it
+// Evaluate grants and decides nothing, so a caller can skip describing the
+// crossing: most events move an index that is nowhere near a threshold.
+func (p *Program) Reaches(index float64) bool {
+	return len(p.Rule.Tiers) > 0 && index >= p.Rule.Tiers[0].Threshold
+}
+
 // Evaluate returns the offers p grants for c, one per tier the index has
 // reached that the fan does not hold yet, and a decision for each such tier
 // that gets none. Tiers below the index that were already issued say nothing.

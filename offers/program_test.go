@@ -276,3 +276,23 @@ func TestACrossingReusedForAnotherIndex(t *testing.T) {
 		t.Fatalf("index 35 on the same crossing: %v", got)
 	}
 }
+
+// Reaches is what lets the consumer skip describing a crossing: wherever it
+// says no, Evaluate grants and decides nothing, even for a crossing every gate
+// would refuse; wherever it says yes, Evaluate has something to say.
+func TestReachesAgreesWithEvaluate(t *testing.T) {
+	p := compile(t, testRule())
+	first := p.Rule.Tiers[0].Threshold
+	for _, index := range []float64{0, first - 0.1, first, first + 0.1, 100} {
+		c := crossing(uuid.New(), index, evening)
+		c.SessionLive = false // refused in every tier reached: a decision, not silence
+		got, ds := p.Evaluate(&c, held{}.at, uuid.New)
+		said := len(got) > 0 || len(ds) > 0
+		if p.Reaches(index) != said {
+			t.Errorf("index %v: Reaches %v, but Evaluate gave %d offers and %d decisions", index, p.Reaches(index), len(got), len(ds))
+		}
+	}
+	if (&Program{}).Reaches(100) {
+		t.Error("a rule without tiers reaches nothing")
+	}
+}

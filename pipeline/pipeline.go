@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"errors"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -362,10 +363,14 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 		if len(rules) == 0 {
 			continue
 		}
+		index := scorer.Index(&st, p.fans[fan], perf, ev.Time)
+		if !slices.ContainsFunc(rules, func(r *offers.Program) bool { return r.Reaches(index) }) {
+			continue
+		}
 		if crossing == nil {
 			crossing = p.crossing(ev, acct, sess, live)
 		}
-		crossing.Index = scorer.Index(&st, p.fans[fan], perf, ev.Time)
+		crossing.Index = index
 		for _, r := range rules {
 			issued, decided := r.Evaluate(crossing, p.issuedAt, p.cfg.NewID)
 			for _, o := range issued {
