@@ -13,6 +13,19 @@ func decodeData(e *Event, data []byte) *Rejection {
 	if l.atEnd() {
 		return missing("data")
 	}
+	if rej := readData(e, l); rej != nil {
+		return rej
+	}
+	// In binary mode data is the whole record value, unchecked so far.
+	if rej := l.end(); rej != nil {
+		return rej
+	}
+	return validateData(e)
+}
+
+// readData reads the data value at the lexer into the payload matching
+// e.Type, leaving the lexer after it.
+func readData(e *Event, l *lexer) *Rejection {
 	switch l.peek() {
 	case '{':
 		l.i++
@@ -54,14 +67,11 @@ func decodeData(e *Event, data []byte) *Rejection {
 		// decodeAttributes admits only known types.
 		panic(fmt.Sprintf("events: no data reader for type %q", e.Type))
 	}
-	if rej != nil {
-		return rej
-	}
-	// In binary mode data is the whole record value, unchecked so far.
-	if rej := l.end(); rej != nil {
-		return rej
-	}
+	return rej
+}
 
+// validateData checks the payload readData read.
+func validateData(e *Event) *Rejection {
 	switch {
 	case e.Listen != nil:
 		return validateListen(e.Listen)
