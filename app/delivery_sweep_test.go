@@ -136,7 +136,7 @@ func TestDeliveryGivenUpEndsTheOffer(t *testing.T) {
 		a, _ := status(lastTry)
 		b, _ := status(discarded)
 		j := jobState(staleLast)
-		return a != store.OfferIssued && b != store.OfferIssued && j != "available" && j != "running" && j != "retryable"
+		return a != store.OfferIssued && b != store.OfferIssued && (j == "completed" || j == "discarded" || j == "cancelled")
 	})
 	if s, reason := status(lastTry); s != store.OfferFailed || !strings.Contains(reason, "retries exhausted after 8 attempts") || !strings.Contains(reason, "earlier attempt") {
 		t.Errorf("offer on its last attempt: %s (%q), want failed: retries exhausted, asking about the earlier attempt", s, reason)

@@ -372,10 +372,10 @@ func (w *worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	if ferr != nil {
 		return fmt.Errorf("%w (ending the offer: %w)", err, ferr)
 	}
-	if n > 0 && w.cfg.GivenUp != nil {
-		w.cfg.GivenUp(GivenUpRetries, n)
-	}
 	if n > 0 {
+		if w.cfg.GivenUp != nil {
+			w.cfg.GivenUp(GivenUpRetries, n)
+		}
 		w.logger.WarnContext(ctx, "offer failed: retries exhausted", slog.String("offer_id", job.Args.OfferID.String()),
 			slog.Int("attempt", job.Attempt), slog.Any("error", err))
 	}
