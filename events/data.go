@@ -131,6 +131,67 @@ func (o *object) str(l *lexer, bit fields, name string, dst *string) *Rejection 
 	return rej
 }
 
+// common reads a string that takes few values, such as a country code;
+// known returns the shared copy of a value, and ok false for one it does not
+// keep, which is then copied. Listens are most of the stream and each carried
+// two such strings: an allocation apiece.
+func (o *object) common(l *lexer, bit fields, name string, dst *string, known func([]byte) (string, bool)) *Rejection {
+	if rej := o.seen.first(bit, o.path, name); rej != nil {
+		return rej
+	}
+	b, present, rej := l.readBytes(o.path, name)
+	if present {
+		o.present |= bit
+		if s, ok := known(b); ok {
+			*dst = s
+			return rej
+		}
+	}
+	*dst = string(b)
+	return rej
+}
+
+// countryCodes holds every pair of upper-case ASCII letters.
+var countryCodes = func() (t [26 * 26]string) {
+	for i := range t {
+		t[i] = string([]byte{'A' + byte(i/26), 'A' + byte(i%26)})
+	}
+	return t
+}()
+
+// countryCode returns the shared copy of a two-letter code, upper-cased as
+// the listen's country is kept; anything else is upper-cased on a copy.
+func countryCode(b []byte) (string, bool) {
+	if len(b) == 2 {
+		c0, c1 := b[0]&^0x20, b[1]&^0x20 // ASCII upper case, for letters
+		if 'A' <= c0 && c0 <= 'Z' && 'A' <= c1 && c1 <= 'Z' {
+			return countryCodes[int(c0-'A')*26+int(c1-'A')], true
+		}
+	}
+	return upperASCII(string(b)), true
+}
+
+// device returns the shared copy of the common device kinds.
+func device(b []byte) (string, bool) {
+	switch string(b) {
+	case "mobile":
+		return "mobile", true
+	case "desktop":
+		return "desktop", true
+	case "tablet":
+		return "tablet", true
+	case "web":
+		return "web", true
+	case "speaker":
+		return "speaker", true
+	case "tv":
+		return "tv", true
+	case "car":
+		return "car", true
+	}
+	return "", false
+}
+
 func (o *object) int(l *lexer, bit fields, name string, dst *int64) *Rejection {
 	if rej := o.seen.first(bit, o.path, name); rej != nil {
 		return rej
@@ -199,10 +260,9 @@ func readListen(l *lexer) (*Listen, *Rejection) {
 		case "ms_played":
 			rej = o.int(l, bit2, "ms_played", &v.MsPlayed)
 		case "device":
-			rej = o.str(l, bit3, "device", &v.Device)
+			rej = o.common(l, bit3, "device", &v.Device, device)
 		case "country":
-			rej = o.str(l, bit4, "country", &v.Country)
-			v.Country = upperASCII(v.Country)
+			rej = o.common(l, bit4, "country", &v.Country, countryCode)
 		default:
 			rej = o.skip(l)
 		}

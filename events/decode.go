@@ -3,6 +3,7 @@ package events
 import (
 	"cmp"
 	"fmt"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -30,8 +31,9 @@ type DecoderConfig struct {
 	Clock func() time.Time
 }
 
-// Decoder decodes and validates fan activity events. It holds no mutable
-// state, so one Decoder may be shared by any number of goroutines.
+// Decoder decodes and validates fan activity events. One Decoder may be
+// shared by any number of goroutines: its only mutable state is a cache of
+// immutable strings.
 type Decoder struct {
 	maxSize       int
 	maxFutureSkew time.Duration
@@ -39,6 +41,24 @@ type Decoder struct {
 	// twoPass turns off reading data in the envelope's pass, for the test
 	// that holds both ways to the same results.
 	twoPass bool
+	// sources keeps recent source attributes: a stream comes from a handful
+	// of partners, so nearly every event finds its source here instead of
+	// allocating a copy. Slots are replaced whole, never written into.
+	sources [8]atomic.Pointer[string]
+}
+
+// source returns b as a string, shared with earlier events of the source.
+func (d *Decoder) source(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	slot := &d.sources[(len(b)^int(b[len(b)-1]))&(len(d.sources)-1)]
+	if p := slot.Load(); p != nil && *p == string(b) {
+		return *p
+	}
+	s := string(b)
+	slot.Store(&s)
+	return s
 }
 
 // NewDecoder returns a Decoder for cfg, filling in defaults.
@@ -313,17 +333,18 @@ func (d *Decoder) decodeAttributes(a *attributes, e *Event) *Rejection {
 	if !ok {
 		return reject(ReasonUnknownType, "type %.64q is not a known event type", a.typ)
 	}
-	e.ID, e.Source, e.Subject, e.Type = string(a.id), string(a.source), string(a.subject), typ
+	e.ID, e.Source, e.Subject, e.Type = string(a.id), d.source(a.source), string(a.subject), typ
 	if rej := checkContext(e.ID, e.Source, e.Subject); rej != nil {
 		return rej
 	}
 	if len(a.time) == 0 {
 		return missing("time")
 	}
-	if err := e.Time.UnmarshalText(a.time); err != nil {
+	t, err := parseTimestamp(a.time)
+	if err != nil {
 		return reject(ReasonInvalidField, "time %.64q is not an RFC 3339 timestamp", a.time)
 	}
-	e.Time = e.Time.UTC()
+	e.Time = t
 	if rej := checkTime(e.Time); rej != nil {
 		return rej
 	}

@@ -109,6 +109,9 @@ func isMediaType(s, want string) bool {
 // isJSONMediaType accepts application/json and any application/*+json
 // (RFC 6839), ignoring parameters such as charset.
 func isJSONMediaType(s string) bool {
+	if s == "application/json" { // what nearly every producer sends
+		return true
+	}
 	if i := strings.IndexByte(s, ';'); i >= 0 {
 		s = s[:i]
 	}
