@@ -92,8 +92,13 @@ func (r *router) here(p, count int) func(home string) bool {
 	for i := range parts {
 		parts[i] = i
 	}
+	// The closure serves one partition, which has one owner at a time; the
+	// buffer spares every event the allocation of its key (the balancer is
+	// an interface, so the key escapes).
+	var key []byte
 	return func(home string) bool {
-		return r.balancer.Balance(kafka.Message{Key: []byte(home)}, parts...) == p
+		key = append(key[:0], home...)
+		return r.balancer.Balance(kafka.Message{Key: key}, parts...) == p
 	}
 }
 

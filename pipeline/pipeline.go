@@ -327,13 +327,13 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 		p.conversions = append(p.conversions, Conversion{Fan: fan, ShowID: tp.Event, EventID: ev.Source + "/" + ev.ID,
 			Quantity: tp.Quantity, At: ev.Time})
 	}
+	// Only a crossing reads the session, so an event that is not a listen
+	// looks it up only when it reaches a rule: most never do.
 	var sess sessions.Session
 	var live bool
 	if ev.Listen != nil {
 		sess, _ = p.sessions.Listen(fan, ev.Time)
 		live = p.sessions.LiveAt(sess, ev.Time)
-	} else {
-		sess, live = p.sessions.Status(fan, ev.Time)
 	}
 	var crossing *offers.Crossing // built for the first pair with rules, shared by the rest
 	p.targets = scorer.Targets(p.targets[:0], ev)
@@ -368,6 +368,9 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 			continue
 		}
 		if crossing == nil {
+			if ev.Listen == nil {
+				sess, live = p.sessions.Status(fan, ev.Time)
+			}
 			crossing = p.crossing(ev, acct, sess, live)
 		}
 		crossing.Index = index
