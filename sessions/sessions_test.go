@@ -90,3 +90,26 @@ func TestTakeDirty(t *testing.T) {
 		t.Fatal("forgotten fan's session is live")
 	}
 }
+
+// TestTakeDirtyAcrossGenerationWrap runs the tracker past 2^32 checkpoints:
+// entries unchanged since before the wrap, and ones loaded after it, are not
+// taken for listed.
+func TestTakeDirtyAcrossGenerationWrap(t *testing.T) {
+	a, b := uuid.New(), uuid.New()
+	t0 := time.Date(2026, 11, 20, 20, 0, 0, 0, time.UTC)
+	tr := NewTracker(0)
+	tr.gen = 1<<32 - 1
+	tr.Listen(a, t0)
+	if d := tr.TakeDirty(); len(d) != 1 {
+		t.Fatalf("TakeDirty before the wrap = %v; want a", d)
+	}
+	tr.Load(b, Session{Start: t0, Last: t0})
+	tr.Listen(a, t0.Add(time.Minute))
+	d := tr.TakeDirty()
+	if len(d) != 1 || !d[a].Last.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("TakeDirty after the wrap = %v; want a's latest session only", d)
+	}
+	if d := tr.TakeDirty(); len(d) != 0 {
+		t.Fatalf("TakeDirty with nothing changed = %v", d)
+	}
+}
