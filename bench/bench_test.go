@@ -25,7 +25,7 @@ func TestRunSmall(t *testing.T) {
 	}
 	res.Print(&out, cfg)
 	t.Log(out.String())
-	if res.ConsumerRate <= 0 || res.BareRate <= 0 || res.P99 < res.P50 || res.P50 <= 0 {
+	if res.ConsumerRate <= 0 || res.BareRate <= 0 || res.BatchRate <= 0 || res.P99 < res.P50 || res.P50 <= 0 {
 		t.Errorf("implausible figures: %+v", res)
 	}
 	if res.Pairs == 0 || res.Pairs > 500*50 || res.BytesPerPair <= 0 {

@@ -21,6 +21,9 @@ func Median(runs []Result) Result {
 	m.ConsumerRate = medianOf(runs, func(r Result) float64 { return r.ConsumerRate })
 	m.BareRate = medianOf(runs, func(r Result) float64 { return r.BareRate })
 	m.Ratio = medianOf(runs, func(r Result) float64 { return r.Ratio })
+	m.BatchRate = medianOf(runs, func(r Result) float64 { return r.BatchRate })
+	m.BatchRatio = medianOf(runs, func(r Result) float64 { return r.BatchRatio })
+	m.BatchTime = medianOf(runs, func(r Result) time.Duration { return r.BatchTime })
 	m.ConsumerTime = medianOf(runs, func(r Result) time.Duration { return r.ConsumerTime })
 	m.BareTime = medianOf(runs, func(r Result) time.Duration { return r.BareTime })
 	m.P50 = medianOf(runs, func(r Result) time.Duration { return r.P50 })
@@ -55,8 +58,8 @@ func PrintRuns(w io.Writer, cfg Config, runs []Result) {
 	}
 	fmt.Fprintln(w)
 	for i, r := range runs {
-		fmt.Fprintf(w, "run %d: consumer %9.0f events/s, bare %9.0f events/s, ratio %5.1f%%, p99 %s, %.0f bytes/pair\n",
-			i+1, r.ConsumerRate, r.BareRate, 100*r.Ratio, r.P99, r.BytesPerPair)
+		fmt.Fprintf(w, "run %d: consumer %9.0f events/s, bare %9.0f events/s, ratio %5.1f%% (%.1f%% of a batch fetch), p99 %s, %.0f bytes/pair\n",
+			i+1, r.ConsumerRate, r.BareRate, 100*r.Ratio, 100*r.BatchRatio, r.P99, r.BytesPerPair)
 	}
 	fmt.Fprintf(w, "\nmedian of %d runs (each figure on its own; ratio is the median of the runs' ratios):", len(runs))
 	Median(runs).Print(w, cfg)

@@ -366,29 +366,20 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, pid store
 	}
 	part.Load(state)
 
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:   c.cfg.Brokers,
-		Topic:     pid.Topic,
-		Partition: pid.Partition,
-		MinBytes:  1,
-		MaxBytes:  FetchMaxBytes,
-		// A fetch returns as soon as data exists, so MaxWait adds no latency; but
-		// kafka-go also uses it as the deadline for a reply to start, and a busy
-		// broker sending megabytes needs more than a few hundred milliseconds.
-		MaxWait:       time.Second,
-		QueueCapacity: 4096,
-		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			log.Warn("kafka reader", slog.String("detail", fmt.Sprintf(msg, args...)))
-		}),
-	})
-	defer func() { _ = r.Close() }()
 	start, err := c.startOffset(ctx, pid, from, log)
 	if err != nil {
 		return err
 	}
-	if err := r.SetOffset(start); err != nil {
-		return fmt.Errorf("positioning reader at %d: %w", start, err)
-	}
+	r := startFetcher(ctx, fetcherConfig{
+		Brokers:   c.cfg.Brokers,
+		Topic:     pid.Topic,
+		Partition: pid.Partition,
+		MaxBytes:  FetchMaxBytes,
+		// A fetch returns as soon as data exists, so MaxWait adds no latency.
+		MaxWait: time.Second,
+		Logger:  log,
+	}, start)
+	defer r.close()
 	log.InfoContext(ctx, "partition loaded", slog.Int64("offset", from), slog.Int("pairs", len(state.Pairs)))
 
 	var erasedVersion uint64
@@ -575,22 +566,24 @@ func (c *Consumer) observeRead(out *outbox) {
 	}
 }
 
-// FetchMaxBytes caps one fetch from a partition. A fetch of 16 MiB cost the
-// process more CPU than 1 MiB ones: the broker's reply sits in a socket the
-// reader drains only as fast as events are applied, so it went out in many
-// small writes (1M-event bench, 6 interleaved runs each: 7.3 against 6.1 CPU
-// seconds in the process). 1 MiB still carries thousands of events a fetch.
+// FetchMaxBytes caps one fetch from a partition. With kafka-go's Reader, a
+// fetch of 16 MiB cost the process more CPU than 1 MiB ones: the broker's
+// reply sat in a socket the Reader drained only as fast as events were
+// applied, so it went out in many small writes (1M-event bench, 6
+// interleaved runs each: 7.3 against 6.1 CPU seconds in the process). The
+// fetcher reads a whole reply at once; 1 MiB still carries thousands of
+// events a fetch and bounds the two fetches a partition holds.
 const FetchMaxBytes = 1 << 20
 
 // readBatch applies records as they arrive, so the index reflects an event as
 // soon as it is read, until the batch is full or BatchLinger has passed since
 // its first record. It returns how many records it read, the next offset, and
 // the records to write before checkpointing.
-func (c *Consumer) readBatch(ctx context.Context, r *kafka.Reader, part *pipeline.Partition, pid store.PartitionID) (int, int64, outbox) {
+func (c *Consumer) readBatch(ctx context.Context, r *fetcher, part *pipeline.Partition, pid store.PartitionID) (int, int64, outbox) {
 	var out outbox
 	// An idle partition wakes up now and then to act on erasures.
 	ictx, icancel := context.WithTimeout(ctx, time.Second)
-	m, err := r.FetchMessage(ictx)
+	m, err := r.next(ictx)
 	icancel()
 	if err != nil {
 		return 0, 0, out
@@ -600,7 +593,12 @@ func (c *Consumer) readBatch(ctx context.Context, r *kafka.Reader, part *pipelin
 	lctx, cancel := context.WithTimeout(ctx, c.cfg.BatchLinger)
 	defer cancel()
 	for n < c.cfg.BatchSize {
-		m, err := r.FetchMessage(lctx)
+		// Records already fetched do not wait on lctx: look at it now and
+		// then, so that a busy partition still checkpoints every linger.
+		if n%lingerCheckEvery == 0 && lctx.Err() != nil {
+			break
+		}
+		m, err := r.next(lctx)
 		if err != nil {
 			break
 		}
@@ -609,6 +607,10 @@ func (c *Consumer) readBatch(ctx context.Context, r *kafka.Reader, part *pipelin
 	}
 	return n, next, out
 }
+
+// lingerCheckEvery is how many records a batch applies between looks at
+// its linger deadline.
+const lingerCheckEvery = 64
 
 // apply runs one record through the pipeline, adding to out what it must write.
 func (c *Consumer) apply(ctx context.Context, part *pipeline.Partition, pid store.PartitionID, m kafka.Message, out *outbox) {
