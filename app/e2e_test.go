@@ -592,6 +592,34 @@ func TestRestartMidStreamLosesNothingAndDuplicatesNothing(t *testing.T) {
 	if !maps.Equal(gotOffers, refOffers) {
 		t.Errorf("offers %d, reference %d", len(gotOffers), len(refOffers))
 	}
+
+	// Kafka's copy of the offsets, for lag tools, catches up with Postgres.
+	eventually(t, 30*time.Second, "the group's offsets in Kafka to reach the end of every partition", func() bool {
+		return maps.Equal(kafkaCommitted(t, e.brokers, "crescendo-test"), want)
+	})
+}
+
+// kafkaCommitted returns the offsets the group committed to Kafka.
+func kafkaCommitted(t *testing.T, brokers []string, group string) map[int]int64 {
+	t.Helper()
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr}
+	parts := make([]int, partitions)
+	for p := range parts {
+		parts[p] = p
+	}
+	resp, err := cl.OffsetFetch(t.Context(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]int64{}
+	for _, p := range resp.Topics[topic] {
+		if p.Error == nil && p.CommittedOffset >= 0 {
+			out[p.Partition] = p.CommittedOffset
+		}
+	}
+	return out
 }
 
 func TestTwoMembersShareThePartitions(t *testing.T) {
