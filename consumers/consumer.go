@@ -601,6 +601,7 @@ type outbox struct {
 	// on a cache line every partition writes cost each record a transfer
 	// of that line between cores.
 	read, applied, dropped int64
+	droppedBy              map[string]int64 // dropped by reason, nil for none
 }
 
 // observeRead adds the batch's counts to Stats and reports its counts by
@@ -609,6 +610,14 @@ func (c *Consumer) observeRead(out *outbox) {
 	c.read.Add(out.read)
 	c.applied.Add(out.applied)
 	c.dropped.Add(out.dropped)
+	// After the counters: whoever sees these reasons sees them too.
+	if len(out.droppedBy) > 0 {
+		c.mu.Lock()
+		for r, n := range out.droppedBy {
+			c.droppedBy[r] += n
+		}
+		c.mu.Unlock()
+	}
 	if c.cfg.ObserveRead == nil {
 		return
 	}
@@ -718,9 +727,10 @@ func (c *Consumer) apply(ctx context.Context, part *pipeline.Partition, pid stor
 				c.routed.Add(1)
 			case res.Dropped:
 				out.dropped++
-				c.mu.Lock()
-				c.droppedBy[res.DropReason]++
-				c.mu.Unlock()
+				if out.droppedBy == nil {
+					out.droppedBy = map[string]int64{}
+				}
+				out.droppedBy[res.DropReason]++
 			default:
 				out.applied++
 			}
