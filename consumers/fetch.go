@@ -37,27 +37,22 @@ type fetcherConfig struct {
 	// open for data to arrive.
 	MaxBytes int
 	MaxWait  time.Duration
-	// ReadTimeout bounds the wait for a fetch's reply beyond MaxWait.
-	ReadTimeout time.Duration
-	Dialer      *kafka.Dialer
-	Logger      *slog.Logger
+	Logger   *slog.Logger
 	// backoffMin and backoffMax bound the pause between attempts after an
 	// error; tests shorten them.
 	backoffMin, backoffMax time.Duration
 }
 
-// startFetcher starts reading at offset, which may be kafka.FirstOffset or
-// kafka.LastOffset. close stops it.
+// fetchReadTimeout bounds the wait for a fetch's reply beyond MaxWait, as
+// kafka-go's Reader does by default.
+const fetchReadTimeout = 10 * time.Second
+
+// startFetcher starts reading at offset, which may be kafka.FirstOffset.
+// close stops it.
 func startFetcher(ctx context.Context, cfg fetcherConfig, offset int64) *fetcher {
 	cfg.MaxBytes = max(cfg.MaxBytes, 1)
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = time.Second
-	}
-	if cfg.ReadTimeout <= 0 {
-		cfg.ReadTimeout = 10 * time.Second
-	}
-	if cfg.Dialer == nil {
-		cfg.Dialer = kafka.DefaultDialer
 	}
 	if cfg.backoffMin <= 0 {
 		cfg.backoffMin = 100 * time.Millisecond
@@ -94,14 +89,18 @@ func (f *fetcher) close() {
 func (f *fetcher) run(ctx context.Context, offset int64) {
 	defer close(f.done)
 	log := f.cfg.Logger.With(slog.String("topic", f.cfg.Topic), slog.Int("partition", f.cfg.Partition))
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 && !sleep(ctx, fetchBackoff(attempt, f.cfg.backoffMin, f.cfg.backoffMax)) {
-			return
+	backoff := f.cfg.backoffMin
+	for first := true; ; first = false {
+		if !first {
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, f.cfg.backoffMax)
 		}
 		conn, err := f.dial(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				log.WarnContext(ctx, "connecting to the partition leader", slog.Int("attempt", attempt+1), slog.Any("error", err))
+				log.WarnContext(ctx, "connecting to the partition leader", slog.Any("error", err))
 			}
 			continue
 		}
@@ -112,7 +111,7 @@ func (f *fetcher) run(ctx context.Context, offset int64) {
 			return
 		}
 		if progressed {
-			attempt = 0
+			backoff = f.cfg.backoffMin
 		}
 		log.WarnContext(ctx, "reading the partition; reconnecting", slog.Int64("offset", offset), slog.Any("error", err))
 	}
@@ -122,7 +121,7 @@ func (f *fetcher) run(ctx context.Context, offset int64) {
 func (f *fetcher) dial(ctx context.Context) (*kafka.Conn, error) {
 	var errs []error
 	for _, b := range f.cfg.Brokers {
-		conn, err := f.cfg.Dialer.DialLeader(ctx, "tcp", b, f.cfg.Topic, f.cfg.Partition)
+		conn, err := kafka.DefaultDialer.DialLeader(ctx, "tcp", b, f.cfg.Topic, f.cfg.Partition)
 		if err == nil {
 			return conn, nil
 		}
@@ -140,19 +139,14 @@ func (f *fetcher) read(ctx context.Context, conn *kafka.Conn, offset int64, log 
 	// cancellation between the two is seen either way.
 	unblock := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	defer unblock()
-	switch offset {
-	case kafka.FirstOffset:
+	if offset == kafka.FirstOffset {
 		if offset, err = conn.ReadFirstOffset(); err != nil {
 			return kafka.FirstOffset, false, fmt.Errorf("reading the log start: %w", err)
-		}
-	case kafka.LastOffset:
-		if offset, err = conn.ReadLastOffset(); err != nil {
-			return kafka.LastOffset, false, fmt.Errorf("reading the log end: %w", err)
 		}
 	}
 	sizeHint := 64
 	for {
-		if err := conn.SetReadDeadline(time.Now().Add(f.cfg.MaxWait + f.cfg.ReadTimeout)); err != nil {
+		if err := conn.SetReadDeadline(time.Now().Add(f.cfg.MaxWait + fetchReadTimeout)); err != nil {
 			return offset, progressed, fmt.Errorf("setting the read deadline: %w", err)
 		}
 		if ctx.Err() != nil {
@@ -210,13 +204,4 @@ func (f *fetcher) read(ctx context.Context, conn *kafka.Conn, offset int64, log 
 		}
 		return offset, progressed, err
 	}
-}
-
-// fetchBackoff doubles from lo with each attempt, up to hi.
-func fetchBackoff(attempt int, lo, hi time.Duration) time.Duration {
-	d := lo << min(attempt-1, 16)
-	if d <= 0 || d > hi {
-		return hi
-	}
-	return d
 }

@@ -131,13 +131,3 @@ func TestFetcherSurvivesABrokerRestart(t *testing.T) {
 	produce(t, b.Addrs(), 500, 1000)
 	expect(t, f, 500, 1000)
 }
-
-// TestFetchBackoff doubles and caps.
-func TestFetchBackoff(t *testing.T) {
-	lo, hi := 100*time.Millisecond, 5*time.Second
-	for attempt, want := range map[int]time.Duration{1: lo, 2: 2 * lo, 3: 4 * lo, 6: 3200 * time.Millisecond, 7: hi, 100: hi} {
-		if got := fetchBackoff(attempt, lo, hi); got != want {
-			t.Errorf("fetchBackoff(%d) = %v, want %v", attempt, got, want)
-		}
-	}
-}
