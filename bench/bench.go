@@ -73,6 +73,9 @@ type Result struct {
 	// machine did. BareCPU is what the whole machine spent in the counted
 	// bare drain. Zero when unmeasured.
 	ProcessCPU, PostgresCPU, OtherCPU, BareCPU time.Duration
+	// WALBytes is the write-ahead log Postgres wrote during the drain: what
+	// the durable checkpoints cost in writes. Zero when unmeasured.
+	WALBytes int64
 }
 
 const topic = "bench-activity"
@@ -173,10 +176,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return res, fmt.Errorf("starting CPU profile: %w", err)
 		}
 	}
+	wal0, err := st.WALPosition(ctx)
+	if err != nil {
+		stop()
+		return res, err
+	}
 	cpu0 := sampleCPU()
 	go func() { done <- c.Run(cctx) }()
 	err = waitCheckpointed(ctx, st, cfg.Partitions, ends)
 	end := time.Now()
+	if wal1, werr := st.WALPosition(ctx); err == nil && werr == nil {
+		// The server's whole log: on a machine running nothing else, the drain's.
+		res.WALBytes = wal1 - wal0
+	}
 	if cpu1 := sampleCPU(); cpu0.ok && cpu1.ok {
 		res.ProcessCPU = cpu1.process - cpu0.process
 		res.PostgresCPU = max(0, cpu1.postgres-cpu0.postgres)
@@ -264,6 +276,9 @@ func (r Result) Print(w io.Writer, cfg Config) {
 		fmt.Fprintf(w, "cpu in the drain: %.2fs in this process (broker included), %.2fs in Postgres, %.2fs elsewhere: %.1f + %.1f + %.1f µs per event\n",
 			r.ProcessCPU.Seconds(), r.PostgresCPU.Seconds(), r.OtherCPU.Seconds(), per(r.ProcessCPU), per(r.PostgresCPU), per(r.OtherCPU))
 		fmt.Fprintf(w, "cpu, bare drain:  %.2fs on the whole machine: %.1f µs per event\n", r.BareCPU.Seconds(), per(r.BareCPU))
+	}
+	if r.WALBytes > 0 {
+		fmt.Fprintf(w, "postgres WAL:    %.1f MB written in the drain, %.0f bytes per event\n", float64(r.WALBytes)/1e6, float64(r.WALBytes)/float64(r.Events))
 	}
 	fmt.Fprintf(w, "memory:          %.0f bytes per tracked (fan, performer) pair (%d pairs)\n", r.BytesPerPair, r.Pairs)
 }

@@ -38,6 +38,7 @@ func Median(runs []Result) Result {
 	m.PostgresCPU = medianOf(runs, func(r Result) time.Duration { return r.PostgresCPU })
 	m.OtherCPU = medianOf(runs, func(r Result) time.Duration { return r.OtherCPU })
 	m.BareCPU = medianOf(runs, func(r Result) time.Duration { return r.BareCPU })
+	m.WALBytes = medianOf(runs, func(r Result) int64 { return r.WALBytes })
 	return m
 }
 

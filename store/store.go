@@ -190,6 +190,17 @@ func (s *Store) MigrationsCurrent(ctx context.Context) (bool, error) {
 	return !pending, nil
 }
 
+// WALPosition returns the server's write-ahead log insert position in bytes:
+// the difference between two readings is the log written in between, by
+// everyone on the server.
+func (s *Store) WALPosition(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("reading the WAL position: %w", err)
+	}
+	return n, nil
+}
+
 // ClusterSecret returns the named secret the replicas share, creating it
 // with 32 random bytes the first time any replica asks. Such secrets never
 // need configuring and never leave the database.

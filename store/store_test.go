@@ -411,3 +411,16 @@ func TestCloseAbandonedRunsSparesHeldJobs(t *testing.T) {
 		t.Fatalf("nightly runs %+v", runs)
 	}
 }
+
+func TestWALPositionMovesWithWrites(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	before, err := s.WALPosition(ctx)
+	must(t, err)
+	must(t, s.PutPartner(ctx, store.Partner{ID: "wal", Name: "WAL", APIKey: "key-wal"}))
+	after, err := s.WALPosition(ctx)
+	must(t, err)
+	if after <= before {
+		t.Fatalf("WAL position went from %d to %d across a write", before, after)
+	}
+}
