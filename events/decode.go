@@ -47,18 +47,26 @@ type Decoder struct {
 	sources [8]atomic.Pointer[string]
 }
 
-// source returns b as a string, shared with earlier events of the source.
-func (d *Decoder) source(b []byte) string {
+// source returns b as a string, shared with earlier events of the source,
+// and whether an earlier event's source was b: only sources that passed
+// validation are remembered, so a known one needs no checking again.
+func (d *Decoder) source(b []byte) (string, bool) {
 	if len(b) == 0 {
-		return ""
+		return "", false
 	}
-	slot := &d.sources[(len(b)^int(b[len(b)-1]))&(len(d.sources)-1)]
-	if p := slot.Load(); p != nil && *p == string(b) {
-		return *p
+	if p := d.sourceSlot(b).Load(); p != nil && *p == string(b) {
+		return *p, true
 	}
-	s := string(b)
-	slot.Store(&s)
-	return s
+	return string(b), false
+}
+
+// rememberSource keeps s, a source that passed validation, for later events.
+func (d *Decoder) rememberSource(s string) {
+	d.sourceSlot([]byte(s)).Store(&s)
+}
+
+func (d *Decoder) sourceSlot(b []byte) *atomic.Pointer[string] {
+	return &d.sources[(len(b)^int(b[len(b)-1]))&(len(d.sources)-1)]
 }
 
 // NewDecoder returns a Decoder for cfg, filling in defaults.
@@ -333,9 +341,18 @@ func (d *Decoder) decodeAttributes(a *attributes, e *Event) *Rejection {
 	if !ok {
 		return reject(ReasonUnknownType, "type %.64q is not a known event type", a.typ)
 	}
-	e.ID, e.Source, e.Subject, e.Type = string(a.id), d.source(a.source), string(a.subject), typ
-	if rej := checkContext(e.ID, e.Source, e.Subject); rej != nil {
-		return rej
+	var knownSource bool
+	e.Source, knownSource = d.source(a.source)
+	e.ID, e.Subject, e.Type = string(a.id), string(a.subject), typ
+	if knownSource {
+		if rej := checkIDs(e.ID, e.Subject); rej != nil {
+			return rej
+		}
+	} else {
+		if rej := checkContext(e.ID, e.Source, e.Subject); rej != nil {
+			return rej
+		}
+		d.rememberSource(e.Source)
 	}
 	if len(a.time) == 0 {
 		return missing("time")

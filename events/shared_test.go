@@ -44,3 +44,33 @@ func TestCountryCode(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeRemembersOnlyValidSources checks that a known source skips
+// validation only because it passed it: a bad source is rejected every time
+// it comes, and a good one sharing its cache slot still decodes.
+func TestDecodeRemembersOnlyValidSources(t *testing.T) {
+	d, err := NewDecoder(DecoderConfig{Clock: func() time.Time { return time.Date(2025, 6, 1, 12, 0, 1, 0, time.UTC) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := func(src, subject string) []byte {
+		return fmt.Appendf(nil, `{"specversion":"1.0","id":"e1","source":%q,"type":"listen","subject":%q,"time":"2025-06-01T12:00:00Z",`+
+			`"data":{"performer":"p","track":"t","ms_played":1000,"device":"mobile","country":"GB"}}`, src, subject)
+	}
+	// Same length and last byte: the same slot.
+	bad, good := "https://a.exa{ple/x", "https://b.example/x"
+	for range 3 {
+		for range 2 {
+			if _, err := d.Decode(event(bad, "u1"), nil); err == nil {
+				t.Fatalf("source %q decoded", bad)
+			}
+		}
+		if ev, err := d.Decode(event(good, "u1"), nil); err != nil || ev.Source != good {
+			t.Fatalf("source %q: %v, %q", good, err, ev.Source)
+		}
+		// A known source does not excuse the other attributes.
+		if _, err := d.Decode(event(good, " "), nil); err == nil {
+			t.Fatalf("blank subject decoded with the known source %q", good)
+		}
+	}
+}

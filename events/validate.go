@@ -54,6 +54,14 @@ func checkContext(id, source, subject string) *Rejection {
 	return checkID("subject", subject)
 }
 
+// checkIDs validates id and subject: checkContext for a source already known good.
+func checkIDs(id, subject string) *Rejection {
+	if rej := checkID("id", id); rej != nil {
+		return rej
+	}
+	return checkID("subject", subject)
+}
+
 func checkTime(t time.Time) *Rejection {
 	if t.Before(minTime) {
 		return reject(ReasonInvalidField, "time %s is before 1970", t.Format(time.RFC3339Nano))
