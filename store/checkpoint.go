@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -338,14 +339,8 @@ func (s *Store) Commit(ctx context.Context, c Checkpoint, enqueue EnqueueFunc) (
 // facts, for the explanation API (F6). COPY keeps the per-event cost low.
 func writeExplanations(ctx context.Context, tx pgx.Tx, d pipeline.Delta) error {
 	if len(d.Contributions) > 0 {
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"contributions"},
-			[]string{"fan_id", "performer_id", "signal", "points", "event_id", "at", "detail"},
-			pgx.CopyFromSlice(len(d.Contributions), func(i int) ([]any, error) {
-				c := d.Contributions[i]
-				// pgtype.UUID goes out in binary; uuid.UUID would be formatted as text and parsed back.
-				return []any{pgtype.UUID{Bytes: c.Fan, Valid: true}, c.Performer, string(c.Signal), c.Points, c.EventID, c.At, c.Detail}, nil
-			}))
-		if err != nil {
+		data := appendContributionsCopy(make([]byte, 0, len(d.Contributions)*160), d.Contributions)
+		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), copyContributionsSQL); err != nil {
 			return fmt.Errorf("writing contributions: %w", err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"testing"
@@ -422,5 +423,50 @@ func TestWALPositionMovesWithWrites(t *testing.T) {
 	must(t, err)
 	if after <= before {
 		t.Fatalf("WAL position went from %d to %d across a write", before, after)
+	}
+}
+
+// TestContributionsRoundTrip writes explanation rows through a checkpoint,
+// in the binary COPY format the store encodes itself, and reads them back:
+// every field as written, times at Postgres's microsecond precision.
+func TestContributionsRoundTrip(t *testing.T) {
+	s := open(t)
+	fan := catalog(t, s)
+	ctx := t.Context()
+	pid := store.PartitionID{Group: "g", Topic: "t", Partition: 1}
+	_, from, err := s.LoadPartition(ctx, pid)
+	must(t, err)
+	base := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.FixedZone("x", 3600))
+	want := []scoring.Contribution{
+		{Signal: scoring.SignalStreaming, Points: 1, EventID: "https://p.example/e1", At: base, Detail: "70 minutes"},
+		{Signal: scoring.SignalAffinity, Points: 2.5, EventID: "p/é2", At: base.Add(time.Second), Detail: `"love" near "aurora lane" — ünïcode`},
+		{Signal: scoring.SignalFollow, Points: -0.125, EventID: "p/e3", At: base.Add(2 * time.Second)},
+		{Signal: scoring.SignalAttendance, Points: 1e300, EventID: "p/e4", At: time.Date(1999, 12, 31, 23, 59, 59, 999_999_999, time.UTC)},
+		{Signal: scoring.SignalMerch, Points: math.SmallestNonzeroFloat64, EventID: "p/e5", At: time.Date(1970, 1, 1, 0, 0, 0, 1000, time.UTC)},
+	}
+	key := pipeline.PairKey{Fan: fan, Performer: "perf"}
+	var cs []pipeline.Contribution
+	for _, c := range want {
+		cs = append(cs, pipeline.Contribution{PairKey: key, Contribution: c})
+	}
+	// Another pair's rows stay apart.
+	cs = append(cs, pipeline.Contribution{PairKey: pipeline.PairKey{Fan: fan, Performer: "other"}, Contribution: want[0]})
+	_, err = s.Commit(ctx, store.Checkpoint{PartitionID: pid, From: from, To: 1, Delta: pipeline.Delta{Contributions: cs}}, nil)
+	must(t, err)
+	got, err := s.Contributions(ctx, fan, "perf")
+	must(t, err)
+	slices.SortFunc(want, func(a, b scoring.Contribution) int { return a.At.Compare(b.At) })
+	if len(got) != len(want) {
+		t.Fatalf("read %d contributions, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Signal != w.Signal || g.Points != w.Points || g.EventID != w.EventID || g.Detail != w.Detail ||
+			!g.At.Equal(w.At.Truncate(time.Microsecond)) {
+			t.Errorf("contribution %d: got %+v, want %+v", i, g, w)
+		}
+	}
+	if other, err := s.Contributions(ctx, fan, "other"); err != nil || len(other) != 1 || other[0].EventID != "https://p.example/e1" {
+		t.Errorf("other pair: %+v, %v", other, err)
 	}
 }
