@@ -22,15 +22,24 @@ import (
 // performers (a uvarint, 0 for a name first seen here, which then follows),
 // and holds pair states in their compact form: a pair takes about 30 bytes
 // instead of 57, and the log a checkpoint writes, which Postgres pays for
-// per byte, shrinks by half. Version 2 chunks, which spell every name out,
-// are still read.
+// per byte, shrinks by half.
+//
+// Version 4 drops a fan id that repeats the previous entry's: a kind byte
+// with sameFan set carries none. A snapshot groups each fan's pairs, facts
+// and session together, so a fan with nine pairs spells its id once rather
+// than ten times, and a session's last listen is written as the time since
+// its start. Versions 2 and 3, which spell every fan out (2 spells every
+// name out too), are still read.
 const (
-	chunkVersion byte = 3
+	chunkVersion byte = 4
+	chunkV3      byte = 3
 	chunkV2      byte = 2
 	entryPair    byte = 1
 	entrySession byte = 2
 	entryFan     byte = 3
 	entryRouted  byte = 4 // a source partition and its last routed offset applied; no fan id
+	// sameFan marks, in a version 4 kind byte, an entry for the previous entry's fan.
+	sameFan byte = 0x80
 )
 
 var errChunkCorrupt = errors.New("state chunk corrupt")
@@ -48,61 +57,142 @@ type chunkState struct {
 func encodeChunk(s chunkState) []byte {
 	b := make([]byte, 0, 1+(len(s.pairs)+len(s.pairList))*32+len(s.sessions)*32+len(s.fans)*28)
 	b = append(b, chunkVersion)
-	names := map[string]uint64{}
-	for k, st := range s.pairs {
-		b = appendPair(b, names, k, st)
-	}
-	for _, e := range s.pairList {
-		b = appendPair(b, names, e.Key, e.State)
-	}
-	for f, fs := range s.fans {
-		b = append(b, entryFan)
-		b = append(b, f[:]...)
-		raw, _ := fs.MarshalBinary()
-		b = binary.AppendUvarint(b, uint64(len(raw)))
-		b = append(b, raw...)
-	}
-	for f, ss := range s.sessions {
-		b = append(b, entrySession)
-		b = append(b, f[:]...)
-		b = binary.AppendVarint(b, ss.Start.UnixNano())
-		b = binary.AppendVarint(b, ss.Last.UnixNano())
+	e := chunkEncoder{b: b, names: map[string]uint64{}}
+	if len(s.pairs) > 0 {
+		e.grouped(s)
+	} else {
+		for _, p := range s.pairList {
+			e.pair(p.Key, p.State)
+		}
+		for f, fs := range s.fans {
+			e.fan(f, fs)
+		}
+		for f, ss := range s.sessions {
+			e.session(f, ss)
+		}
 	}
 	for src, off := range s.routed {
-		b = append(b, entryRouted)
-		b = binary.AppendUvarint(b, uint64(src))
-		b = binary.AppendVarint(b, off)
+		e.b = append(e.b, entryRouted)
+		e.b = binary.AppendUvarint(e.b, uint64(src))
+		e.b = binary.AppendVarint(e.b, off)
 	}
-	return b
+	return e.b
+}
+
+// chunkEncoder appends entries, leaving out fan ids that repeat.
+type chunkEncoder struct {
+	b     []byte
+	names map[string]uint64
+	last  uuid.UUID
+	any   bool // whether an entry has named a fan yet
+}
+
+// head appends an entry's kind and, unless it repeats, its fan.
+func (e *chunkEncoder) head(kind byte, f uuid.UUID) {
+	if e.any && f == e.last {
+		e.b = append(e.b, kind|sameFan)
+		return
+	}
+	e.b = append(e.b, kind)
+	e.b = append(e.b, f[:]...)
+	e.last, e.any = f, true
+}
+
+func (e *chunkEncoder) pair(k pipeline.PairKey, st scoring.PairState) {
+	e.head(entryPair, k.Fan)
+	if i, ok := e.names[k.Performer]; ok {
+		e.b = binary.AppendUvarint(e.b, i)
+	} else {
+		e.names[k.Performer] = uint64(len(e.names) + 1)
+		e.b = append(e.b, 0)
+		e.b = binary.AppendUvarint(e.b, uint64(len(k.Performer)))
+		e.b = append(e.b, k.Performer...)
+	}
+	at := len(e.b)
+	e.b, _ = st.AppendBinary(append(e.b, 0)) // cannot fail
+	e.b[at] = byte(len(e.b) - at - 1)
+}
+
+func (e *chunkEncoder) fan(f uuid.UUID, fs scoring.FanState) {
+	e.head(entryFan, f)
+	raw, _ := fs.MarshalBinary()
+	e.b = binary.AppendUvarint(e.b, uint64(len(raw)))
+	e.b = append(e.b, raw...)
+}
+
+func (e *chunkEncoder) session(f uuid.UUID, ss sessions.Session) {
+	e.head(entrySession, f)
+	start := ss.Start.UnixNano()
+	e.b = binary.AppendVarint(e.b, start)
+	e.b = binary.AppendVarint(e.b, ss.Last.UnixNano()-start)
+}
+
+// grouped appends a chunk's fan-keyed entries fan by fan. A fan's pairs keep
+// their order (pairs before pairList), so a later entry for a key still wins.
+func (e *chunkEncoder) grouped(s chunkState) {
+	type group struct {
+		pairs   []int32 // into all
+		hasFan  bool
+		fan     scoring.FanState
+		hasSess bool
+		session sessions.Session
+	}
+	all := make([]pipeline.PairEntry, 0, len(s.pairs)+len(s.pairList))
+	for k, st := range s.pairs {
+		all = append(all, pipeline.PairEntry{Key: k, State: st})
+	}
+	all = append(all, s.pairList...)
+	index := make(map[uuid.UUID]int32, len(s.fans)+len(s.sessions)+len(all)/4)
+	var groups []group
+	var fans []uuid.UUID
+	of := func(f uuid.UUID) *group {
+		g, ok := index[f]
+		if !ok {
+			g = int32(len(groups))
+			index[f] = g
+			groups = append(groups, group{})
+			fans = append(fans, f)
+		}
+		return &groups[g]
+	}
+	for i, p := range all {
+		g := of(p.Key.Fan)
+		g.pairs = append(g.pairs, int32(i))
+	}
+	for f, fs := range s.fans {
+		g := of(f)
+		g.hasFan, g.fan = true, fs
+	}
+	for f, ss := range s.sessions {
+		g := of(f)
+		g.hasSess, g.session = true, ss
+	}
+	for i, f := range fans {
+		g := &groups[i]
+		for _, j := range g.pairs {
+			e.pair(all[j].Key, all[j].State)
+		}
+		if g.hasFan {
+			e.fan(f, g.fan)
+		}
+		if g.hasSess {
+			e.session(f, g.session)
+		}
+	}
 }
 
 // The state's length is one uvarint byte: its compact form is shorter than 128.
 var _ [127 - scoring.MaxPairStateSize]struct{}
 
-func appendPair(b []byte, names map[string]uint64, k pipeline.PairKey, st scoring.PairState) []byte {
-	b = append(b, entryPair)
-	b = append(b, k.Fan[:]...)
-	if i, ok := names[k.Performer]; ok {
-		b = binary.AppendUvarint(b, i)
-	} else {
-		names[k.Performer] = uint64(len(names) + 1)
-		b = append(b, 0)
-		b = binary.AppendUvarint(b, uint64(len(k.Performer)))
-		b = append(b, k.Performer...)
-	}
-	at := len(b)
-	b, _ = st.AppendBinary(append(b, 0)) // cannot fail
-	b[at] = byte(len(b) - at - 1)
-	return b
-}
-
 // decodeChunk applies a chunk's entries to s.
 func decodeChunk(b []byte, s chunkState) error {
-	if len(b) == 0 || (b[0] != chunkVersion && b[0] != chunkV2) {
+	if len(b) == 0 || (b[0] != chunkVersion && b[0] != chunkV3 && b[0] != chunkV2) {
 		return fmt.Errorf("%w: unknown version", errChunkCorrupt)
 	}
 	r := chunkReader{b: b[1:]}
-	var names []string // version 3's performers, in order of first appearance
+	var names []string // the performers of versions 3 and 4, in order of first appearance
+	var f uuid.UUID
+	named := false // whether an entry has named a fan yet
 	for len(r.b) > 0 && r.err == nil {
 		kind := r.byte()
 		if kind == entryRouted {
@@ -115,8 +205,16 @@ func decodeChunk(b []byte, s chunkState) error {
 			}
 			continue
 		}
-		var f uuid.UUID
-		copy(f[:], r.bytes(16))
+		switch {
+		case b[0] == chunkVersion && kind&sameFan != 0:
+			if !named {
+				return fmt.Errorf("%w: a repeated fan before any fan", errChunkCorrupt)
+			}
+			kind &^= sameFan
+		default:
+			copy(f[:], r.bytes(16))
+			named = true
+		}
 		switch kind {
 		case entryPair:
 			k := pipeline.PairKey{Fan: f}
@@ -148,7 +246,11 @@ func decodeChunk(b []byte, s chunkState) error {
 				s.fans[f] = fs
 			}
 		case entrySession:
-			ss := sessions.Session{Start: time.Unix(0, r.varint()).UTC(), Last: time.Unix(0, r.varint()).UTC()}
+			start, last := r.varint(), r.varint()
+			if b[0] == chunkVersion {
+				last += start
+			}
+			ss := sessions.Session{Start: time.Unix(0, start).UTC(), Last: time.Unix(0, last).UTC()}
 			if r.err == nil {
 				s.sessions[f] = ss
 			}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -72,10 +73,11 @@ func TestStateChunksRoundTripAndLaterEntriesWin(t *testing.T) {
 func TestStateChunkCorruptionIsAnError(t *testing.T) {
 	good := encodeChunk(chunkState{pairs: map[pipeline.PairKey]scoring.PairState{{Fan: uuid.New(), Performer: "p"}: pairState(t, 5)}})
 	for name, b := range map[string][]byte{
-		"empty":        {},
-		"version":      append([]byte{9}, good[1:]...),
-		"truncated":    good[:len(good)-3],
-		"unknown kind": append([]byte{chunkVersion, 7}, good[2:]...),
+		"empty":              {},
+		"version":            append([]byte{9}, good[1:]...),
+		"truncated":          good[:len(good)-3],
+		"unknown kind":       append([]byte{chunkVersion, 7}, good[2:]...),
+		"repeated fan first": append([]byte{chunkVersion, entryPair | sameFan}, good[18:]...),
 		// good names its one performer first; a second entry naming the second performer has none to point at.
 		"performer out of range": append(append([]byte(nil), good...), append(append([]byte{entryPair}, make([]byte, 16)...), 2, 0)...),
 	} {
@@ -152,4 +154,101 @@ func FuzzDecodeChunk(f *testing.F) {
 			t.Fatalf("re-encoding changed state: %v", err)
 		}
 	})
+}
+
+// A snapshot groups a fan's entries: each fan's id is written once however
+// many pairs, facts and sessions it has, and every entry reads back.
+func TestStateChunkSnapshotGroupsByFan(t *testing.T) {
+	const fans, perFan = 200, 9
+	st := pairState(t, 30)
+	now := time.Date(2026, 11, 23, 20, 0, 0, 123, time.UTC)
+	var fs scoring.FanState
+	fs.Apply(events.Event{ID: "g", Source: "s", Subject: "u", Type: events.TypeSocialGraph, Time: now, SocialGraph: &events.SocialGraph{FriendCount: 40}})
+	in := chunkState{pairs: map[pipeline.PairKey]scoring.PairState{}, fans: map[uuid.UUID]scoring.FanState{},
+		sessions: map[uuid.UUID]sessions.Session{}, routed: map[int32]int64{1: 5}}
+	for i := range fans {
+		fan := uuid.New()
+		for j := range perFan {
+			in.pairs[pipeline.PairKey{Fan: fan, Performer: fmt.Sprintf("perf-%d", j)}] = st
+		}
+		if i%2 == 0 {
+			in.fans[fan] = fs
+		}
+		in.sessions[fan] = sessions.Session{Start: now.Add(time.Duration(i) * time.Second), Last: now.Add(time.Duration(i) * time.Minute)}
+	}
+	// Fans with a session and nothing else, and one whose session runs backwards in time.
+	lone := uuid.New()
+	in.sessions[lone] = sessions.Session{Start: now, Last: now.Add(-time.Hour)}
+	b := encodeChunk(in)
+	out := newChunkState()
+	if err := decodeChunk(b, out); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(out.pairs, in.pairs) || !maps.Equal(out.fans, in.fans) || !maps.Equal(out.routed, in.routed) {
+		t.Fatalf("decoded %d pairs, %d fans, routed %v; want %d, %d, %v", len(out.pairs), len(out.fans), out.routed, len(in.pairs), len(in.fans), in.routed)
+	}
+	if !maps.EqualFunc(out.sessions, in.sessions, func(a, b sessions.Session) bool { return a.Start.Equal(b.Start) && a.Last.Equal(b.Last) }) {
+		t.Fatalf("sessions differ: %d decoded, %d written", len(out.sessions), len(in.sessions))
+	}
+	if n := bytes.Count(b, lone[:]); n != 1 {
+		t.Errorf("the lone fan's id appears %d times", n)
+	}
+	for k := range in.pairs {
+		if n := bytes.Count(b, k.Fan[:]); n != 1 {
+			t.Fatalf("fan %v's id appears %d times, want once", k.Fan, n)
+		}
+	}
+}
+
+// Within a chunk, a pair from pairList replaces the same pair from pairs.
+func TestStateChunkPairListWinsWithinAChunk(t *testing.T) {
+	k := pipeline.PairKey{Fan: uuid.New(), Performer: "p"}
+	old, cur := pairState(t, 30), pairState(t, 90)
+	b := encodeChunk(chunkState{pairs: map[pipeline.PairKey]scoring.PairState{k: old, {Fan: uuid.New(), Performer: "q"}: old},
+		pairList: []pipeline.PairEntry{{Key: k, State: cur}}})
+	cs := newChunkState()
+	if err := decodeChunk(b, cs); err != nil {
+		t.Fatal(err)
+	}
+	if cs.pairs[k] != cur {
+		t.Fatalf("pair = %+v, want the pairList state %+v", cs.pairs[k], cur)
+	}
+}
+
+// Logs written before version 4 spell every fan out; they must still load.
+func TestStateChunkVersion3StillReads(t *testing.T) {
+	st := pairState(t, 30)
+	raw, err := st.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fan := uuid.New()
+	start := time.Date(2026, 11, 23, 20, 0, 0, 5, time.UTC)
+	last := start.Add(time.Minute)
+	b := []byte{chunkV3, entryPair}
+	b = append(b, fan[:]...)
+	b = append(b, 0, 1, 'p', byte(len(raw)))
+	b = append(b, raw...)
+	b = append(b, entryPair)
+	b = append(b, fan[:]...)
+	b = append(b, 1, byte(len(raw))) // the same performer, by its place
+	b = append(b, raw...)
+	b = append(b, entrySession)
+	b = append(b, fan[:]...)
+	b = binary.AppendVarint(b, start.UnixNano())
+	b = binary.AppendVarint(b, last.UnixNano())
+	cs := newChunkState()
+	if err := decodeChunk(b, cs); err != nil {
+		t.Fatal(err)
+	}
+	if got := cs.pairs[pipeline.PairKey{Fan: fan, Performer: "p"}]; got != st || len(cs.pairs) != 1 {
+		t.Fatalf("pairs %+v", cs.pairs)
+	}
+	if s := cs.sessions[fan]; !s.Start.Equal(start) || !s.Last.Equal(last) {
+		t.Fatalf("session %+v, want %v to %v", s, start, last)
+	}
+	// Version 3 knows no repeated fans.
+	if err := decodeChunk([]byte{chunkV3, entryPair | sameFan, 1}, newChunkState()); !errors.Is(err, errChunkCorrupt) {
+		t.Fatalf("a version 3 repeated fan: err = %v, want errChunkCorrupt", err)
+	}
 }
