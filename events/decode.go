@@ -54,7 +54,7 @@ func (d *Decoder) source(b []byte) (string, bool) {
 	if len(b) == 0 {
 		return "", false
 	}
-	if p := d.sourceSlot(b).Load(); p != nil && *p == string(b) {
+	if p := d.sources[sourceSlot(len(b), b[len(b)-1])].Load(); p != nil && *p == string(b) {
 		return *p, true
 	}
 	return string(b), false
@@ -62,11 +62,12 @@ func (d *Decoder) source(b []byte) (string, bool) {
 
 // rememberSource keeps s, a source that passed validation, for later events.
 func (d *Decoder) rememberSource(s string) {
-	d.sourceSlot([]byte(s)).Store(&s)
+	d.sources[sourceSlot(len(s), s[len(s)-1])].Store(&s)
 }
 
-func (d *Decoder) sourceSlot(b []byte) *atomic.Pointer[string] {
-	return &d.sources[(len(b)^int(b[len(b)-1]))&(len(d.sources)-1)]
+// sourceSlot places a source of length n ending in last in Decoder.sources.
+func sourceSlot(n int, last byte) int {
+	return (n ^ int(last)) & (len(Decoder{}.sources) - 1)
 }
 
 // NewDecoder returns a Decoder for cfg, filling in defaults.
@@ -344,15 +345,18 @@ func (d *Decoder) decodeAttributes(a *attributes, e *Event) *Rejection {
 	var knownSource bool
 	e.Source, knownSource = d.source(a.source)
 	e.ID, e.Subject, e.Type = string(a.id), string(a.subject), typ
-	if knownSource {
-		if rej := checkIDs(e.ID, e.Subject); rej != nil {
-			return rej
-		}
-	} else {
-		if rej := checkContext(e.ID, e.Source, e.Subject); rej != nil {
+	// checkContext's checks, in its order, but a known source's only once.
+	if rej := checkID("id", e.ID); rej != nil {
+		return rej
+	}
+	if !knownSource {
+		if rej := checkSource(e.Source); rej != nil {
 			return rej
 		}
 		d.rememberSource(e.Source)
+	}
+	if rej := checkID("subject", e.Subject); rej != nil {
+		return rej
 	}
 	if len(a.time) == 0 {
 		return missing("time")

@@ -45,21 +45,21 @@ func checkContext(id, source, subject string) *Rejection {
 	if rej := checkID("id", id); rej != nil {
 		return rej
 	}
+	if rej := checkSource(source); rej != nil {
+		return rej
+	}
+	return checkID("subject", subject)
+}
+
+// checkSource validates the source attribute.
+func checkSource(source string) *Rejection {
 	if rej := checkID("source", source); rej != nil {
 		return rej
 	}
 	if !isURIReference(source) {
 		return reject(ReasonInvalidField, "source %.64q is not a URI reference", source)
 	}
-	return checkID("subject", subject)
-}
-
-// checkIDs validates id and subject: checkContext for a source already known good.
-func checkIDs(id, subject string) *Rejection {
-	if rej := checkID("id", id); rej != nil {
-		return rej
-	}
-	return checkID("subject", subject)
+	return nil
 }
 
 func checkTime(t time.Time) *Rejection {

@@ -131,6 +131,7 @@ func (e *chunkEncoder) session(f uuid.UUID, ss sessions.Session) {
 // their order (pairs before pairList), so a later entry for a key still wins.
 func (e *chunkEncoder) grouped(s chunkState) {
 	type group struct {
+		id      uuid.UUID
 		pairs   []int32 // into all
 		hasFan  bool
 		fan     scoring.FanState
@@ -144,14 +145,12 @@ func (e *chunkEncoder) grouped(s chunkState) {
 	all = append(all, s.pairList...)
 	index := make(map[uuid.UUID]int32, len(s.fans)+len(s.sessions)+len(all)/4)
 	var groups []group
-	var fans []uuid.UUID
 	of := func(f uuid.UUID) *group {
 		g, ok := index[f]
 		if !ok {
 			g = int32(len(groups))
 			index[f] = g
-			groups = append(groups, group{})
-			fans = append(fans, f)
+			groups = append(groups, group{id: f})
 		}
 		return &groups[g]
 	}
@@ -167,16 +166,16 @@ func (e *chunkEncoder) grouped(s chunkState) {
 		g := of(f)
 		g.hasSess, g.session = true, ss
 	}
-	for i, f := range fans {
+	for i := range groups {
 		g := &groups[i]
 		for _, j := range g.pairs {
 			e.pair(all[j].Key, all[j].State)
 		}
 		if g.hasFan {
-			e.fan(f, g.fan)
+			e.fan(g.id, g.fan)
 		}
 		if g.hasSess {
-			e.session(f, g.session)
+			e.session(g.id, g.session)
 		}
 	}
 }
