@@ -26,6 +26,7 @@ type pairTable struct {
 type dirtyPair struct {
 	key  scoring.PairKey
 	slot uint32
+	mark uint32 // given by markDirty when the pair was listed
 }
 
 func newPairTable() pairTable {
@@ -75,19 +76,21 @@ func (t *pairTable) add(k scoring.PairKey, st scoring.PairState) uint32 {
 }
 
 // markDirty notes that the pair in slot changed since the last takeDirty.
-func (t *pairTable) markDirty(k scoring.PairKey, slot uint32) {
+// A pair not yet listed is listed with mark, which takeDirty hands back.
+func (t *pairTable) markDirty(k scoring.PairKey, slot, mark uint32) {
 	w, bit := slot/64, uint64(1)<<(slot%64)
 	if t.dirtyBits[w]&bit == 0 {
 		t.dirtyBits[w] |= bit
-		t.dirty = append(t.dirty, dirtyPair{key: k, slot: slot})
+		t.dirty = append(t.dirty, dirtyPair{key: k, slot: slot, mark: mark})
 	}
 }
 
-// takeDirty calls f with each pair changed since the last call, once each.
-func (t *pairTable) takeDirty(f func(k scoring.PairKey, st *scoring.PairState)) {
+// takeDirty calls f with each pair changed since the last call, once each,
+// in the order they were listed, with the mark each was listed with.
+func (t *pairTable) takeDirty(f func(k scoring.PairKey, st *scoring.PairState, mark uint32)) {
 	for _, d := range t.dirty {
 		t.dirtyBits[d.slot/64] &^= uint64(1) << (d.slot % 64)
-		f(d.key, t.at(d.slot))
+		f(d.key, t.at(d.slot), d.mark)
 	}
 	t.dirty = t.dirty[:0]
 }

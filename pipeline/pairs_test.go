@@ -29,14 +29,14 @@ func TestPairTable(t *testing.T) {
 	for i := range fans {
 		fans[i] = uuid.New()
 		k := scoring.PairKey{Fan: fans[i], Performer: scoring.PerformerRef(i % 7)}
-		tab.markDirty(k, tab.add(k, stateN(t, uint32(i))))
+		tab.markDirty(k, tab.add(k, stateN(t, uint32(i))), 0)
 		if i%2 == 0 { // marked twice, reported once
 			slot, _ := tab.lookup(k)
-			tab.markDirty(k, slot)
+			tab.markDirty(k, slot, 0)
 		}
 	}
 	seen := map[scoring.PairKey]bool{}
-	tab.takeDirty(func(k scoring.PairKey, st *scoring.PairState) {
+	tab.takeDirty(func(k scoring.PairKey, st *scoring.PairState, _ uint32) {
 		if seen[k] {
 			t.Fatalf("pair %v reported twice", k)
 		}
@@ -60,7 +60,7 @@ func TestPairTable(t *testing.T) {
 	for _, k := range []scoring.PairKey{k0, k1} {
 		slot, _ := tab.lookup(k)
 		*tab.at(slot) = stateN(t, 1_000_000)
-		tab.markDirty(k, slot)
+		tab.markDirty(k, slot, 0)
 	}
 	if got := tab.forget(func(k scoring.PairKey) bool { return k.Fan == fans[0] || k.Fan == fans[2] }); got != 2 {
 		t.Fatalf("forget dropped %d pairs; want 2", got)
@@ -69,19 +69,19 @@ func TestPairTable(t *testing.T) {
 		t.Fatalf("forgotten pairs still held (len %d)", tab.len())
 	}
 	var dirty []scoring.PairKey
-	tab.takeDirty(func(k scoring.PairKey, _ *scoring.PairState) { dirty = append(dirty, k) })
+	tab.takeDirty(func(k scoring.PairKey, _ *scoring.PairState, _ uint32) { dirty = append(dirty, k) })
 	if len(dirty) != 1 || dirty[0] != k1 {
 		t.Fatalf("dirty after forget = %v; want only %v", dirty, k1)
 	}
 	used := tab.used
 	kNew := scoring.PairKey{Fan: uuid.New(), Performer: 3}
 	slot := tab.add(kNew, stateN(t, 7))
-	tab.markDirty(kNew, slot) // a reused slot starts clean
+	tab.markDirty(kNew, slot, 0) // a reused slot starts clean
 	if tab.used != used {
 		t.Fatalf("add took a new slot (%d) while forgotten ones were free", slot)
 	}
 	dirty = dirty[:0]
-	tab.takeDirty(func(k scoring.PairKey, st *scoring.PairState) {
+	tab.takeDirty(func(k scoring.PairKey, st *scoring.PairState, _ uint32) {
 		if *st != stateN(t, 7) {
 			t.Fatalf("reused slot holds %v", st)
 		}

@@ -135,12 +135,24 @@ type PairEntry struct {
 	State scoring.PairState
 }
 
+// SessionEntry is a changed session in a Delta.
+type SessionEntry struct {
+	Fan uuid.UUID
+	sessions.Session
+	// Pairs is how many of the delta's Pairs first changed before this
+	// session did. A listen changes its fan's session, then its pair: when
+	// the pair first changed then, it is Pairs[Pairs]. Writing each session
+	// just before that pair keeps a fan's changes side by side.
+	Pairs int
+}
+
 // Delta is what changed since the last Flush: the state to write, the
 // contributions to keep and the offers to issue.
 type Delta struct {
-	Pairs         []PairEntry // each pair at most once
-	Fans          map[uuid.UUID]scoring.FanState
-	Sessions      map[uuid.UUID]sessions.Session
+	Pairs []PairEntry // each pair at most once
+	Fans  map[uuid.UUID]scoring.FanState
+	// Sessions are the changed sessions in the order they first changed.
+	Sessions      []SessionEntry
 	Contributions []Contribution
 	FanFacts      []FanFact
 	Offers        []offers.Offer
@@ -358,7 +370,7 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 		} else {
 			slot = p.pairs.add(k, st)
 		}
-		p.pairs.markDirty(k, slot)
+		p.pairs.markDirty(k, slot, uint32(p.sessions.Listed()))
 		rules := p.cfg.Rules.ForPerformer(perf)
 		if len(rules) == 0 {
 			continue
@@ -503,7 +515,6 @@ func (p *Partition) Flush() Delta {
 	d := Delta{
 		Pairs:         make([]PairEntry, 0, len(p.pairs.dirty)),
 		Fans:          make(map[uuid.UUID]scoring.FanState, len(p.dirtyFans)),
-		Sessions:      p.sessions.TakeDirty(),
 		Contributions: p.contribs,
 		FanFacts:      p.facts,
 		Offers:        p.pending,
@@ -521,9 +532,28 @@ func (p *Partition) Flush() Delta {
 		}
 		clear(p.dirtyRouted)
 	}
-	p.pairs.takeDirty(func(k scoring.PairKey, st *scoring.PairState) {
+	// A pair's mark is how many sessions were listed before it was, and
+	// marks only grow along the list.
+	var marks []uint32
+	if p.sessions.Listed() > 0 {
+		marks = make([]uint32, 0, len(p.pairs.dirty))
+	}
+	p.pairs.takeDirty(func(k scoring.PairKey, st *scoring.PairState, mark uint32) {
 		d.Pairs = append(d.Pairs, PairEntry{Key: PairKey{Fan: k.Fan, Performer: p.interner.ID(k.Performer)}, State: *st})
+		if marks != nil {
+			marks = append(marks, mark)
+		}
 	})
+	if changes := p.sessions.TakeDirty(); len(changes) > 0 {
+		d.Sessions = make([]SessionEntry, len(changes))
+		before := 0
+		for i, c := range changes {
+			for before < len(marks) && int(marks[before]) <= c.Seq {
+				before++
+			}
+			d.Sessions[i] = SessionEntry{Fan: c.Fan, Session: c.Session, Pairs: before}
+		}
+	}
 	for f := range p.dirtyFans {
 		d.Fans[f] = *p.fans[f]
 	}

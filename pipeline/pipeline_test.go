@@ -13,6 +13,7 @@ import (
 	"github.com/crescendo-hq/crescendo/fans"
 	"github.com/crescendo-hq/crescendo/offers"
 	"github.com/crescendo-hq/crescendo/scoring"
+	"github.com/crescendo-hq/crescendo/sessions"
 )
 
 type dir map[string]uuid.UUID
@@ -139,7 +140,7 @@ func TestPartitionIssuesOffersOnlyInALiveSession(t *testing.T) {
 
 	// State reloaded into a new owner remembers the offers already issued.
 	q, _ := New(Config{Directory: dir{"u": fan}, Rules: compiled(t, r), Scorers: newScorers(t)})
-	q.Load(State{Pairs: pairMap(d.Pairs), Sessions: d.Sessions, Issued: map[offers.Key]time.Time{d.Offers[0].Key(): now, d.Offers[1].Key(): now}})
+	q.Load(State{Pairs: pairMap(d.Pairs), Sessions: sessionMap(d.Sessions), Issued: map[offers.Key]time.Time{d.Offers[0].Key(): now, d.Offers[1].Key(): now}})
 	if got, want := q.Index(fan, "perf", now.Add(3*time.Minute)), p.Index(fan, "perf", now.Add(3*time.Minute)); got != want {
 		t.Fatalf("reloaded index %v, original %v", got, want)
 	}
@@ -224,6 +225,14 @@ func TestRecomputeKeepsValuesAndFoldsDecay(t *testing.T) {
 	}
 }
 
+func sessionMap(entries []SessionEntry) map[uuid.UUID]sessions.Session {
+	m := make(map[uuid.UUID]sessions.Session, len(entries))
+	for _, e := range entries {
+		m[e.Fan] = e.Session
+	}
+	return m
+}
+
 func pairMap(entries []PairEntry) map[PairKey]scoring.PairState {
 	m := make(map[PairKey]scoring.PairState, len(entries))
 	for _, e := range entries {
@@ -271,5 +280,54 @@ func TestDecisionsAreRecordedWhenTheReasonChanges(t *testing.T) {
 	res, _ := p.Apply(listenAt("u", now.Add(3*time.Hour), 1))
 	if got := reasons(); len(res.Offers) != 1 || len(got) != 0 {
 		t.Fatalf("offers %v, decisions %v", res.Offers, got)
+	}
+}
+
+// A delta lists sessions in the order they first changed, each with how many
+// pairs first changed before it, so a writer can put a listen's session next
+// to its pair.
+func TestFlushPlacesSessionsAmongPairs(t *testing.T) {
+	a, b, c := uuid.New(), uuid.New(), uuid.New()
+	now := time.Date(2026, 11, 20, 20, 0, 0, 0, time.UTC)
+	p, err := New(Config{Directory: dir{"a": a, "b": b, "c": c}, Rules: rules{}, Scorers: newScorers(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	follow := func(user string) events.Event {
+		return events.Event{ID: "f" + user, Source: "p", Subject: user, Type: events.TypeFollow, Time: now, Follow: &events.Follow{Performer: "perf"}}
+	}
+	for _, ev := range []events.Event{
+		follow("a"),           // pair a first: no session
+		listenAt("b", now, 5), // b's session, then b's pair
+		listenAt("a", now, 5), // a's session; a's pair is listed already
+		listenAt("b", now, 1), // nothing newly listed
+		follow("c"),           // pair c
+		listenAt("c", now, 5), // c's session after every pair
+	} {
+		if _, err := p.Apply(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := p.Flush()
+	var pairs []uuid.UUID
+	for _, e := range d.Pairs {
+		pairs = append(pairs, e.Key.Fan)
+	}
+	if !slices.Equal(pairs, []uuid.UUID{a, b, c}) {
+		t.Fatalf("pairs in order %v; want a, b, c", pairs)
+	}
+	type placed struct {
+		fan   uuid.UUID
+		pairs int
+	}
+	var got []placed
+	for _, s := range d.Sessions {
+		got = append(got, placed{s.Fan, s.Pairs})
+	}
+	if want := []placed{{b, 1}, {a, 2}, {c, 3}}; !slices.Equal(got, want) {
+		t.Fatalf("sessions placed at %v; want %v", got, want)
+	}
+	if d := p.Flush(); len(d.Sessions) != 0 || len(d.Pairs) != 0 {
+		t.Fatalf("second flush: %d sessions, %d pairs", len(d.Sessions), len(d.Pairs))
 	}
 }

@@ -134,12 +134,28 @@ func (t *Tracker) Get(fan uuid.UUID) (Session, bool) {
 	return e.session(), true
 }
 
-// TakeDirty returns the sessions changed since the last call and forgets them.
-func (t *Tracker) TakeDirty() map[uuid.UUID]Session {
-	out := make(map[uuid.UUID]Session, len(t.dirty))
-	for _, d := range t.dirty {
+// Change is a session changed since the last TakeDirty.
+type Change struct {
+	Fan uuid.UUID
+	Session
+	// Seq is the change's place in the order the sessions were first
+	// changed, counting those forgotten since: Listed returned Seq just
+	// before it was listed. A caller can tell from it what else changed
+	// before or after, to write a fan's changes side by side.
+	Seq int
+}
+
+// Listed returns how many sessions were listed as changed since the last
+// TakeDirty, forgotten ones included: the Seq of the next one listed.
+func (t *Tracker) Listed() int { return len(t.dirty) }
+
+// TakeDirty returns the sessions changed since the last call, in the order
+// they were first changed, and forgets them.
+func (t *Tracker) TakeDirty() []Change {
+	out := make([]Change, 0, len(t.dirty))
+	for i, d := range t.dirty {
 		if !d.gone {
-			out[d.fan] = entry{start: d.start, last: d.last}.session()
+			out = append(out, Change{Fan: d.fan, Session: entry{start: d.start, last: d.last}.session(), Seq: i})
 		}
 	}
 	t.dirty = t.dirty[:0]

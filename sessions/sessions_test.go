@@ -62,10 +62,14 @@ func TestTakeDirty(t *testing.T) {
 	}
 	tr.Listen(a, t0)
 	tr.Listen(a, t0.Add(time.Minute)) // twice: reported once, with its latest value
+	if n := tr.Listed(); n != 1 {
+		t.Fatalf("Listed after a's listens = %d; want 1", n)
+	}
 	tr.Listen(b, t0.Add(time.Minute))
 	d := tr.TakeDirty()
-	if len(d) != 2 || !d[a].Last.Equal(t0.Add(time.Minute)) || !d[b].Start.Equal(t0) {
-		t.Fatalf("dirty = %v; want a and b with their latest sessions", d)
+	if len(d) != 2 || d[0].Fan != a || d[0].Seq != 0 || !d[0].Last.Equal(t0.Add(time.Minute)) ||
+		d[1].Fan != b || d[1].Seq != 1 || !d[1].Start.Equal(t0) {
+		t.Fatalf("dirty = %+v; want a then b, in the order first changed, with their latest sessions", d)
 	}
 	if d := tr.TakeDirty(); len(d) != 0 {
 		t.Fatalf("second TakeDirty = %v; want nothing changed since", d)
@@ -79,9 +83,12 @@ func TestTakeDirty(t *testing.T) {
 		t.Fatalf("Forget = %d; want 2", n)
 	}
 	tr.Listen(b, t0.Add(3*time.Hour))
+	if n := tr.Listed(); n != 3 {
+		t.Fatalf("Listed after forgetting = %d; want 3, the forgotten two included", n)
+	}
 	d = tr.TakeDirty()
-	if len(d) != 1 || !d[b].Start.Equal(t0.Add(3*time.Hour)) {
-		t.Fatalf("dirty after forgetting = %v; want only b's new session", d)
+	if len(d) != 1 || d[0].Fan != b || d[0].Seq != 2 || !d[0].Start.Equal(t0.Add(3*time.Hour)) {
+		t.Fatalf("dirty after forgetting = %+v; want only b's new session, listed third", d)
 	}
 	if s, live := tr.Status(b, t0.Add(3*time.Hour+time.Minute)); !live || !s.Start.Equal(t0.Add(3*time.Hour)) {
 		t.Fatalf("Status(b) = %v, %v; want its live session", s, live)
@@ -106,7 +113,7 @@ func TestTakeDirtyAcrossGenerationWrap(t *testing.T) {
 	tr.Load(b, Session{Start: t0, Last: t0})
 	tr.Listen(a, t0.Add(time.Minute))
 	d := tr.TakeDirty()
-	if len(d) != 1 || !d[a].Last.Equal(t0.Add(time.Minute)) {
+	if len(d) != 1 || d[0].Fan != a || !d[0].Last.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("TakeDirty after the wrap = %v; want a's latest session only", d)
 	}
 	if d := tr.TakeDirty(); len(d) != 0 {

@@ -377,7 +377,7 @@ func appendState(ctx context.Context, tx pgx.Tx, c Checkpoint) error {
 		return nil
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO partition_state (group_id, partition, seq, kind, data) VALUES ($1, $2, $3, 'delta', $4)`,
-		c.Group, c.Partition, seq, encodeChunk(chunkState{pairList: d.Pairs, fans: d.Fans, sessions: d.Sessions, routed: d.Routed})); err != nil {
+		c.Group, c.Partition, seq, encodeChunk(chunkState{pairList: d.Pairs, fans: d.Fans, sessionList: d.Sessions, routed: d.Routed})); err != nil {
 		return fmt.Errorf("appending state delta: %w", err)
 	}
 	return nil

@@ -252,3 +252,46 @@ func TestStateChunkVersion3StillReads(t *testing.T) {
 		t.Fatalf("a version 3 repeated fan: err = %v, want errChunkCorrupt", err)
 	}
 }
+
+// A delta writes each session before the pair its Pairs names, so a fan with
+// a session and a pair beside it spells its id once; every entry reads back,
+// including sessions placed past the last pair.
+func TestStateChunkDeltaWritesSessionsBesideTheirPairs(t *testing.T) {
+	a, b, c, lone := uuid.New(), uuid.New(), uuid.New(), uuid.New()
+	st := pairState(t, 30)
+	now := time.Date(2026, 11, 23, 20, 0, 0, 123, time.UTC)
+	sess := func(min int) sessions.Session {
+		return sessions.Session{Start: now, Last: now.Add(time.Duration(min) * time.Minute)}
+	}
+	in := chunkState{
+		pairList: []pipeline.PairEntry{{Key: pipeline.PairKey{Fan: a, Performer: "x"}, State: st},
+			{Key: pipeline.PairKey{Fan: b, Performer: "x"}, State: st}, {Key: pipeline.PairKey{Fan: c, Performer: "y"}, State: st}},
+		sessionList: []pipeline.SessionEntry{{Fan: a, Session: sess(1), Pairs: 0}, {Fan: c, Session: sess(2), Pairs: 2},
+			{Fan: lone, Session: sess(3), Pairs: 3}},
+	}
+	b1 := encodeChunk(in)
+	out := newChunkState()
+	if err := decodeChunk(b1, out); err != nil {
+		t.Fatal(err)
+	}
+	want := map[pipeline.PairKey]scoring.PairState{}
+	for _, p := range in.pairList {
+		want[p.Key] = p.State
+	}
+	if !maps.Equal(out.pairs, want) {
+		t.Fatalf("pairs %v; want %v", out.pairs, want)
+	}
+	if len(out.sessions) != len(in.sessionList) {
+		t.Fatalf("%d sessions decoded; want %d", len(out.sessions), len(in.sessionList))
+	}
+	for _, s := range in.sessionList {
+		if got := out.sessions[s.Fan]; !got.Start.Equal(s.Start) || !got.Last.Equal(s.Last) {
+			t.Fatalf("session of %v = %+v; want %+v", s.Fan, got, s.Session)
+		}
+	}
+	for _, f := range []uuid.UUID{a, b, c, lone} {
+		if n := bytes.Count(b1, f[:]); n != 1 {
+			t.Errorf("fan %v's id appears %d times, want once", f, n)
+		}
+	}
+}

@@ -124,7 +124,7 @@ func TestCommitIsFencedAndOffersAreUnique(t *testing.T) {
 	first := offer()
 	inserted, err := s.Commit(ctx, store.Checkpoint{PartitionID: pid, From: from, To: 10, Delta: pipeline.Delta{
 		Pairs:    []pipeline.PairEntry{{Key: key, State: ctr}},
-		Sessions: map[uuid.UUID]sessions.Session{fan: {Start: now, Last: now}},
+		Sessions: []pipeline.SessionEntry{{Fan: fan, Session: sessions.Session{Start: now, Last: now}}},
 		Offers:   []offers.Offer{first},
 		Contributions: []pipeline.Contribution{{PairKey: key, Contribution: scoring.Contribution{
 			Signal: scoring.SignalStreaming, Points: 1, EventID: "p/e1", At: now, Detail: "70 minutes"}}},
