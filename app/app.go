@@ -122,7 +122,7 @@ func Start(ctx context.Context, s config.Settings, opts Options) (a *App, err er
 		}
 	}
 
-	if a.Store, err = store.Open(ctx, store.Config{URL: s.DatabaseURL, CreateDatabase: s.CreateDatabase, Logger: logger}); err != nil {
+	if a.Store, err = store.Open(ctx, store.Config{URL: s.DatabaseURL, CreateDatabase: s.CreateDatabase, Logger: logger, StateVersion: s.StateVersion}); err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)
 	}
 	if opts.BeforeConsume != nil {

@@ -47,6 +47,7 @@ type Settings struct {
 	TwilioHelpText      string            // TWILIO_HELP_TEXT
 	SessionGap          time.Duration     // SESSION_GAP
 	BatchLinger         time.Duration     // CHECKPOINT_LINGER
+	StateVersion        int               // STATE_CHUNK_VERSION
 	ExpirySchedule      string            // OFFER_EXPIRY_SCHEDULE
 	JobSchedules        map[string]string // JOB_SCHEDULES
 	RetentionAge        time.Duration     // RETENTION_AGE
@@ -109,6 +110,7 @@ var Vars = []Var{
 	{"DELIVERY_RETRY_BASE", "30s", "First delivery retry delay, doubling with jitter up to 10m; also how long an unknown outcome waits before the provider is asked whether the message went out."},
 	{"SESSION_GAP", "30m", "Listening session gap (F8)."},
 	{"CHECKPOINT_LINGER", "20ms", "How long a partition batch waits for more events before it checkpoints."},
+	{"STATE_CHUNK_VERSION", "4", "Format of the partition state checkpoints write: 4, or 3 while a rolling upgrade from a release that reads only 3 runs (roll out with 3, then again without it). Every format is read whatever this says."},
 	{"OFFER_EXPIRY_SCHEDULE", "@every 1m", "Cron expression of the offer expiry job."},
 	{"JOB_SCHEDULES", "", "Cron expressions of any periodic jobs, in place of their defaults: `name=expression` separated by `;`, e.g. `bot-detection=*/5 * * * *;webhook-events-prune=CRON_TZ=Europe/Berlin 0 3 * * *`. `crescendo serve` refuses an unknown job name or a bad expression."},
 	{"RETENTION_AGE", "2160h", "Age after which the `retention` job (daily) purges per-event records (contributions, offer decisions, conversions) and the delivery attempts of offers that expired; offers keep a summary of their attempts. At least 24h."},
@@ -220,6 +222,12 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 		LogFormat:           get("LOG_FORMAT"),
 		IngestRate:          rate("INGEST_RATE"),
 		IngestReplayWindow:  dur("INGEST_REPLAY_WINDOW"),
+	}
+	switch v := get("STATE_CHUNK_VERSION"); v {
+	case "4", "3":
+		s.StateVersion = int(v[0] - '0')
+	default:
+		errs = append(errs, fmt.Errorf("STATE_CHUNK_VERSION: want 4 or 3, got %q", v))
 	}
 	s.SessionTimeout = dur("KAFKA_SESSION_TIMEOUT")
 	s.RebalanceTimeout = dur("KAFKA_REBALANCE_TIMEOUT")

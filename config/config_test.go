@@ -25,24 +25,27 @@ func TestFromEnvDefaultsAndErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(s.KafkaBrokers) != 0 || s.Topic != "fan-activity" || s.DLQTopic != "fan-activity.dlq" ||
-		s.SessionGap != 30*time.Minute || s.LinkBase != "http://127.0.0.1:8080/o/" || s.DeliveryWorkers != 128 || s.PublicBaseURL != "http://127.0.0.1:8080" {
+		s.SessionGap != 30*time.Minute || s.LinkBase != "http://127.0.0.1:8080/o/" || s.DeliveryWorkers != 128 || s.PublicBaseURL != "http://127.0.0.1:8080" || s.StateVersion != 4 {
 		t.Fatalf("defaults: %+v", s)
 	}
 	env := map[string]string{
-		"KAFKA_BROKERS":      "k1:9092, k2:9092",
-		"OFFER_SIGNING_KEYS": "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-		"SESSION_GAP":        "10m",
+		"KAFKA_BROKERS":       "k1:9092, k2:9092",
+		"OFFER_SIGNING_KEYS":  "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+		"SESSION_GAP":         "10m",
+		"STATE_CHUNK_VERSION": "3",
 	}
 	s, err = FromEnv(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.KafkaBrokers) != 2 || s.KafkaBrokers[1] != "k2:9092" || s.SigningKeyID != "k1" || len(s.SigningKeys["k1"]) != 32 || s.SessionGap != 10*time.Minute {
+	if len(s.KafkaBrokers) != 2 || s.KafkaBrokers[1] != "k2:9092" || s.SigningKeyID != "k1" || len(s.SigningKeys["k1"]) != 32 || s.SessionGap != 10*time.Minute ||
+		s.StateVersion != 3 {
 		t.Fatalf("parsed: %+v", s)
 	}
-	bad := map[string]string{"SESSION_GAP": "soon", "DELIVERY_WORKERS": "-1", "TWILIO_ACCOUNT_SID": "AC1", "OFFER_SIGNING_KEYS": "nocolon"}
+	bad := map[string]string{"SESSION_GAP": "soon", "DELIVERY_WORKERS": "-1", "TWILIO_ACCOUNT_SID": "AC1", "OFFER_SIGNING_KEYS": "nocolon",
+		"STATE_CHUNK_VERSION": "2"}
 	_, err = FromEnv(func(k string) string { return bad[k] })
-	for _, want := range []string{"SESSION_GAP", "DELIVERY_WORKERS", "TWILIO_AUTH_TOKEN", "OFFER_SIGNING_KEYS"} {
+	for _, want := range []string{"SESSION_GAP", "DELIVERY_WORKERS", "TWILIO_AUTH_TOKEN", "OFFER_SIGNING_KEYS", "STATE_CHUNK_VERSION"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not name %s", err, want)
 		}

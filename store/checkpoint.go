@@ -267,7 +267,7 @@ func (s *Store) Commit(ctx context.Context, c Checkpoint, enqueue EnqueueFunc) (
 		if tag.RowsAffected() == 0 {
 			return ErrFenced
 		}
-		if err := appendState(ctx, tx, c); err != nil {
+		if err := appendState(ctx, tx, c, s.chunkVersion); err != nil {
 			return err
 		}
 		if a := c.Recomputed; a != nil {
@@ -355,8 +355,8 @@ func writeExplanations(ctx context.Context, tx pgx.Tx, d pipeline.Delta) error {
 }
 
 // appendState appends the delta to the partition's state log, or replaces the
-// log with a snapshot.
-func appendState(ctx context.Context, tx pgx.Tx, c Checkpoint) error {
+// log with a snapshot, in chunks of the given version.
+func appendState(ctx context.Context, tx pgx.Tx, c Checkpoint, version byte) error {
 	var seq int64
 	if err := tx.QueryRow(ctx, `SELECT COALESCE(max(seq), 0) + 1 FROM partition_state WHERE group_id = $1 AND partition = $2`,
 		c.Group, c.Partition).Scan(&seq); err != nil {
@@ -367,7 +367,7 @@ func appendState(ctx context.Context, tx pgx.Tx, c Checkpoint) error {
 			return fmt.Errorf("truncating state log: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO partition_state (group_id, partition, seq, kind, data) VALUES ($1, $2, $3, 'snapshot', $4)`,
-			c.Group, c.Partition, seq, encodeChunk(chunkState{pairs: c.Snapshot.Pairs, fans: c.Snapshot.Fans, sessions: c.Snapshot.Sessions, routed: c.Snapshot.Routed})); err != nil {
+			c.Group, c.Partition, seq, encodeChunkAs(version, chunkState{pairs: c.Snapshot.Pairs, fans: c.Snapshot.Fans, sessions: c.Snapshot.Sessions, routed: c.Snapshot.Routed})); err != nil {
 			return fmt.Errorf("writing state snapshot: %w", err)
 		}
 		return nil
@@ -377,7 +377,7 @@ func appendState(ctx context.Context, tx pgx.Tx, c Checkpoint) error {
 		return nil
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO partition_state (group_id, partition, seq, kind, data) VALUES ($1, $2, $3, 'delta', $4)`,
-		c.Group, c.Partition, seq, encodeChunk(chunkState{pairList: d.Pairs, fans: d.Fans, sessionList: d.Sessions, routed: d.Routed})); err != nil {
+		c.Group, c.Partition, seq, encodeChunkAs(version, chunkState{pairList: d.Pairs, fans: d.Fans, sessionList: d.Sessions, routed: d.Routed})); err != nil {
 		return fmt.Errorf("appending state delta: %w", err)
 	}
 	return nil

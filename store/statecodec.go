@@ -59,10 +59,15 @@ type chunkState struct {
 	routed      map[int32]int64
 }
 
-func encodeChunk(s chunkState) []byte {
+func encodeChunk(s chunkState) []byte { return encodeChunkAs(chunkVersion, s) }
+
+// encodeChunkAs encodes s in the given version, chunkVersion or chunkV3:
+// a release that reads only version 3 can then load what this one wrote,
+// which a rolling upgrade from it needs.
+func encodeChunkAs(version byte, s chunkState) []byte {
 	b := make([]byte, 0, 1+(len(s.pairs)+len(s.pairList))*32+(len(s.sessions)+len(s.sessionList))*16+len(s.fans)*28)
-	b = append(b, chunkVersion)
-	e := chunkEncoder{b: b, names: map[string]uint64{}}
+	b = append(b, version)
+	e := chunkEncoder{b: b, names: map[string]uint64{}, v3: version == chunkV3}
 	if len(s.pairs) > 0 {
 		e.grouped(s)
 	} else {
@@ -102,11 +107,12 @@ type chunkEncoder struct {
 	names map[string]uint64
 	last  uuid.UUID
 	any   bool // whether an entry has named a fan yet
+	v3    bool // writing version 3: every fan spelled out, sessions' times absolute
 }
 
 // head appends an entry's kind and, unless it repeats, its fan.
 func (e *chunkEncoder) head(kind byte, f uuid.UUID) {
-	if e.any && f == e.last {
+	if e.any && f == e.last && !e.v3 {
 		e.b = append(e.b, kind|sameFan)
 		return
 	}
@@ -139,9 +145,12 @@ func (e *chunkEncoder) fan(f uuid.UUID, fs scoring.FanState) {
 
 func (e *chunkEncoder) session(f uuid.UUID, ss sessions.Session) {
 	e.head(entrySession, f)
-	start := ss.Start.UnixNano()
+	start, last := ss.Start.UnixNano(), ss.Last.UnixNano()
+	if !e.v3 {
+		last -= start
+	}
 	e.b = binary.AppendVarint(e.b, start)
-	e.b = binary.AppendVarint(e.b, ss.Last.UnixNano()-start)
+	e.b = binary.AppendVarint(e.b, last)
 }
 
 // grouped appends a chunk's fan-keyed entries fan by fan. A fan's pairs keep

@@ -215,16 +215,22 @@ func TestStateChunkPairListWinsWithinAChunk(t *testing.T) {
 	}
 }
 
-// Logs written before version 4 spell every fan out; they must still load.
-func TestStateChunkVersion3StillReads(t *testing.T) {
-	st := pairState(t, 30)
+// v3Fixture is a pair state, its encoding, a fan and a session's times, for
+// chunks laid out by hand in version 3.
+func v3Fixture(t *testing.T) (st scoring.PairState, raw []byte, fan uuid.UUID, start, last time.Time) {
+	t.Helper()
+	st = pairState(t, 30)
 	raw, err := st.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	fan := uuid.New()
-	start := time.Date(2026, 11, 23, 20, 0, 0, 5, time.UTC)
-	last := start.Add(time.Minute)
+	start = time.Date(2026, 11, 23, 20, 0, 0, 5, time.UTC)
+	return st, raw, uuid.New(), start, start.Add(time.Minute)
+}
+
+// Logs written before version 4 spell every fan out; they must still load.
+func TestStateChunkVersion3StillReads(t *testing.T) {
+	st, raw, fan, start, last := v3Fixture(t)
 	b := []byte{chunkV3, entryPair}
 	b = append(b, fan[:]...)
 	b = append(b, 0, 1, 'p', byte(len(raw)))
@@ -293,5 +299,40 @@ func TestStateChunkDeltaWritesSessionsBesideTheirPairs(t *testing.T) {
 		if n := bytes.Count(b1, f[:]); n != 1 {
 			t.Errorf("fan %v's id appears %d times, want once", f, n)
 		}
+	}
+}
+
+// Written as version 3, for replicas of older releases during a rolling
+// upgrade, a chunk is laid out exactly as those releases wrote it: every
+// entry spells its fan out, and a session's times are both absolute.
+func TestStateChunkWritesVersion3(t *testing.T) {
+	st, raw, fan, start, last := v3Fixture(t)
+	got := encodeChunkAs(chunkV3, chunkState{pairList: []pipeline.PairEntry{{Key: pipeline.PairKey{Fan: fan, Performer: "p"}, State: st}},
+		sessionList: []pipeline.SessionEntry{{Fan: fan, Session: sessions.Session{Start: start, Last: last}}}})
+	want := []byte{chunkV3, entrySession}
+	want = append(want, fan[:]...)
+	want = binary.AppendVarint(want, start.UnixNano())
+	want = binary.AppendVarint(want, last.UnixNano())
+	want = append(want, entryPair)
+	want = append(want, fan[:]...)
+	want = append(want, 0, 1, 'p', byte(len(raw)))
+	want = append(want, raw...)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("version 3 delta:\n got %x\nwant %x", got, want)
+	}
+
+	// A snapshot in version 3 still groups by fan, but names the fan in every entry.
+	in := chunkState{pairs: map[pipeline.PairKey]scoring.PairState{{Fan: fan, Performer: "p"}: st, {Fan: fan, Performer: "q"}: st},
+		sessions: map[uuid.UUID]sessions.Session{fan: {Start: start, Last: last}}, fans: map[uuid.UUID]scoring.FanState{}, routed: map[int32]int64{}}
+	b := encodeChunkAs(chunkV3, in)
+	if b[0] != chunkV3 || bytes.Count(b, fan[:]) != 3 {
+		t.Fatalf("version 3 snapshot: version %d, fan id %d times; want 3 and 3", b[0], bytes.Count(b, fan[:]))
+	}
+	out := newChunkState()
+	if err := decodeChunk(b, out); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(out.pairs, in.pairs) || !out.sessions[fan].Last.Equal(last) || !out.sessions[fan].Start.Equal(start) {
+		t.Fatalf("version 3 snapshot read back as %v, %v", out.pairs, out.sessions)
 	}
 }

@@ -36,12 +36,19 @@ type Config struct {
 	// MaxConns bounds the pool; default 16.
 	MaxConns int32
 	Logger   *slog.Logger
+	// StateVersion is the format of the state chunks checkpoints write: 0
+	// for the current one (4), or 3, which releases from before version 4
+	// read, for the length of a rolling upgrade from such a release. Every
+	// version from 2 on is read whatever this says.
+	StateVersion int
 }
 
 // Store is a handle on the database.
 type Store struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
+	// chunkVersion is the state chunk version checkpoints write.
+	chunkVersion byte
 }
 
 // Open connects, creating the database when asked, and migrates it to the
@@ -51,6 +58,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, errors.New("store: URL is required")
 	}
 	logger := cmp.Or(cfg.Logger, slog.Default())
+	version := cmp.Or(cfg.StateVersion, int(chunkVersion))
+	if version != int(chunkVersion) && version != int(chunkV3) {
+		return nil, fmt.Errorf("store: state version %d: this release writes %d or %d", cfg.StateVersion, chunkVersion, chunkV3)
+	}
 	pcfg, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("parsing database URL: %w", err)
@@ -78,7 +89,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to database: %w", err)
 	}
-	s := &Store{pool: pool, logger: logger}
+	s := &Store{pool: pool, logger: logger, chunkVersion: byte(version)}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err

@@ -470,3 +470,52 @@ func TestContributionsRoundTrip(t *testing.T) {
 		t.Errorf("other pair: %+v, %v", other, err)
 	}
 }
+
+// A store told to write state version 3 (a rolling upgrade from a release
+// that reads no newer) writes its deltas and snapshots in it, and reads them
+// back; a version it cannot write is refused at Open.
+func TestStateVersionSetsTheChunksWritten(t *testing.T) {
+	url := pgtemp.New(t)
+	if _, err := store.Open(t.Context(), store.Config{URL: url, StateVersion: 5}); err == nil {
+		t.Fatal("Open accepted state version 5")
+	}
+	s, err := store.Open(t.Context(), store.Config{URL: url, StateVersion: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	fan := uuid.New()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	key := pipeline.PairKey{Fan: fan, Performer: "perf"}
+	st := pairState(t, 70)
+	sess := sessions.Session{Start: now, Last: now.Add(time.Minute)}
+	pid := store.PartitionID{Group: "g", Topic: "t", Partition: 0}
+	_, from, err := s.LoadPartition(ctx, pid)
+	must(t, err)
+	_, err = s.Commit(ctx, store.Checkpoint{PartitionID: pid, From: from, To: 5, Delta: pipeline.Delta{
+		Pairs: []pipeline.PairEntry{{Key: key, State: st}}, Sessions: []pipeline.SessionEntry{{Fan: fan, Session: sess}}}}, nil)
+	must(t, err)
+	_, err = s.Commit(ctx, store.Checkpoint{PartitionID: pid, From: 5, To: 9, Snapshot: &pipeline.State{
+		Pairs: map[pipeline.PairKey]scoring.PairState{key: st}, Sessions: map[uuid.UUID]sessions.Session{fan: sess}}}, nil)
+	must(t, err)
+	_, err = s.Commit(ctx, store.Checkpoint{PartitionID: pid, From: 9, To: 12, Delta: pipeline.Delta{
+		Sessions: []pipeline.SessionEntry{{Fan: fan, Session: sessions.Session{Start: now, Last: now.Add(2 * time.Minute)}}}}}, nil)
+	must(t, err)
+	rows, err := s.Pool().Query(ctx, `SELECT kind, get_byte(data, 0) FROM partition_state WHERE group_id = 'g' AND partition = 0 ORDER BY seq`)
+	must(t, err)
+	type chunk struct {
+		Kind    string
+		Version int
+	}
+	chunks, err := pgx.CollectRows(rows, pgx.RowToStructByPos[chunk])
+	must(t, err)
+	if want := []chunk{{"snapshot", 3}, {"delta", 3}}; !slices.Equal(chunks, want) {
+		t.Fatalf("state log %v; want %v", chunks, want)
+	}
+	state, next, err := s.LoadPartition(ctx, pid)
+	must(t, err)
+	if next != 12 || state.Pairs[key] != st || !state.Sessions[fan].Last.Equal(now.Add(2*time.Minute)) {
+		t.Fatalf("loaded offset %d, pair %+v, session %+v", next, state.Pairs[key], state.Sessions[fan])
+	}
+}
