@@ -217,8 +217,13 @@ type Partition struct {
 	// the first change is reported again, which the store takes as an upsert.
 	classes    map[uuid.UUID]bots.Class
 	classified map[uuid.UUID]Classified
-	targets    []string
-	scratch    []scoring.Contribution
+	targets    []scoring.Target
+	// refs caches, by Target.Slot of refScorer's performers, 1 + the
+	// performer's ref: the interner's map lookup then happens once per
+	// performer rather than once per event.
+	refs      []scoring.PerformerRef
+	refScorer *scoring.Scorer
+	scratch   []scoring.Contribution
 }
 
 // New returns an empty partition.
@@ -348,9 +353,10 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 		live = p.sessions.LiveAt(sess, ev.Time)
 	}
 	var crossing *offers.Crossing // built for the first pair with rules, shared by the rest
-	p.targets = scorer.Targets(p.targets[:0], ev)
-	for _, perf := range p.targets {
-		k := scoring.PairKey{Fan: fan, Performer: p.interner.Intern(perf)}
+	p.targets = scorer.AppendTargets(p.targets[:0], ev)
+	for _, tg := range p.targets {
+		perf := tg.ID()
+		k := scoring.PairKey{Fan: fan, Performer: p.ref(scorer, tg)}
 		slot, found := p.pairs.lookup(k)
 		var st scoring.PairState
 		if found {
@@ -358,7 +364,7 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 		}
 		before := st
 		var delta float64
-		delta, p.scratch = scorer.Apply(p.scratch[:0], &st, ev, perf)
+		delta, p.scratch = scorer.ApplyTarget(p.scratch[:0], &st, ev, tg)
 		for _, c := range p.scratch {
 			p.contribs = append(p.contribs, Contribution{PairKey: PairKey{Fan: fan, Performer: perf}, Contribution: c})
 		}
@@ -406,6 +412,21 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// ref returns the interned ref of the target's performer.
+func (p *Partition) ref(scorer *scoring.Scorer, tg scoring.Target) scoring.PerformerRef {
+	if scorer != p.refScorer {
+		p.refScorer = scorer
+		p.refs = slices.Grow(p.refs[:0], scorer.Performers())[:scorer.Performers()]
+		clear(p.refs)
+	}
+	if r := p.refs[tg.Slot()]; r != 0 {
+		return r - 1
+	}
+	r := p.interner.Intern(tg.ID())
+	p.refs[tg.Slot()] = r + 1
+	return r
 }
 
 // crossing describes the fan and the moment to the rules; the index is filled per pair.

@@ -331,3 +331,50 @@ func TestFlushPlacesSessionsAmongPairs(t *testing.T) {
 		t.Fatalf("second flush: %d sessions, %d pairs", len(d.Sessions), len(d.Pairs))
 	}
 }
+
+// swapScorer serves whichever Scorer it holds now, as profiles changing do.
+type swapScorer struct{ s *scoring.Scorer }
+
+func (w *swapScorer) Scorer() *scoring.Scorer { return w.s }
+
+// A rebuilt Scorer may number its performers differently; the partition's
+// cache of performer refs must follow it, or a listen lands on another
+// performer's pair.
+func TestPairsFollowARebuiltScorer(t *testing.T) {
+	fan := uuid.New()
+	now := time.Date(2026, 11, 20, 20, 0, 0, 0, time.UTC)
+	build := func(ids ...string) *scoring.Scorer {
+		var perfs []scoring.Performer
+		for _, id := range ids {
+			perfs = append(perfs, scoring.Performer{ID: id, Names: []string{id}})
+		}
+		s, err := scoring.NewScorer(scoring.Config{Performers: perfs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	sc := &swapScorer{build("x", "y")}
+	p, err := New(Config{Directory: dir{"u": fan}, Rules: rules{}, Scorers: sc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := func(perf string) {
+		t.Helper()
+		ev := events.Event{ID: perf, Source: "p", Subject: "u", Type: events.TypeListen, Time: now,
+			Listen: &events.Listen{Performer: perf, MsPlayed: 60 * 60_000}}
+		if _, err := p.Apply(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listen("x")
+	sc.s = build("y", "x") // y now sits where x did
+	listen("y")
+	got := map[string]bool{}
+	for _, e := range p.Flush().Pairs {
+		got[e.Key.Performer] = true
+	}
+	if len(got) != 2 || !got["x"] || !got["y"] {
+		t.Fatalf("pairs for performers %v; want x and y", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -173,6 +174,32 @@ func (s *Scorer) Performer(id string) (Performer, bool) {
 // Free merchandise and zero donations concern none either: they cost the
 // fan nothing, so they say nothing about devotion and would be easy to farm.
 func (s *Scorer) Targets(dst []string, ev events.Event) []string {
+	var buf [4]Target
+	for _, t := range s.AppendTargets(buf[:0], ev) {
+		dst = append(dst, t.ID())
+	}
+	return dst
+}
+
+// Target is a performer an event concerns, as Targets and AppendTargets
+// find it: it carries what scoring the pair needs, so the hot path looks
+// the performer up once per event rather than once per step. A Target is
+// only good for the Scorer that returned it.
+type Target struct{ e *performerEntry }
+
+// ID returns the performer's id.
+func (t Target) ID() string { return t.e.ID }
+
+// Slot returns the performer's place in its Scorer, from 0 to
+// Scorer.Performers()-1, for callers that keep something per performer in
+// a slice rather than a map.
+func (t Target) Slot() int { return int(t.e.idx) }
+
+// Performers returns how many performers the Scorer knows.
+func (s *Scorer) Performers() int { return len(s.perfs) }
+
+// AppendTargets is Targets for the hot path: it appends Targets, each once.
+func (s *Scorer) AppendTargets(dst []Target, ev events.Event) []Target {
 	switch {
 	case ev.SocialPost != nil:
 		if promoted(ev.SocialPost) {
@@ -182,8 +209,8 @@ func (s *Scorer) Targets(dst []string, ev events.Event) []string {
 		s.text.findNames(sc, ev.SocialPost.Text)
 		for _, h := range sc.names {
 			for _, i := range h.ph.perfs {
-				if id := s.perfs[i].ID; !containsString(dst, id) {
-					dst = append(dst, id)
+				if t := (Target{s.perfs[i]}); !slices.Contains(dst, t) {
+					dst = append(dst, t)
 				}
 			}
 		}
@@ -194,7 +221,7 @@ func (s *Scorer) Targets(dst []string, ev events.Event) []string {
 			return dst
 		}
 		for _, e := range s.byCharity[ev.Donation.Charity] {
-			dst = append(dst, e.ID)
+			dst = append(dst, Target{e})
 		}
 		return dst
 	case ev.TicketPurchase != nil, ev.SocialGraph != nil:
@@ -202,8 +229,8 @@ func (s *Scorer) Targets(dst []string, ev events.Event) []string {
 	case ev.MerchPurchase != nil && ev.MerchPurchase.Amount <= 0:
 		return dst
 	}
-	if id := ev.Performer(); s.byID[id] != nil {
-		dst = append(dst, id)
+	if e := s.byID[ev.Performer()]; e != nil {
+		dst = append(dst, Target{e})
 	}
 	return dst
 }
@@ -273,6 +300,17 @@ func (s *Scorer) Apply(dst []Contribution, st *PairState, ev events.Event, perfo
 	if e == nil {
 		return 0, dst
 	}
+	return s.apply(dst, st, ev, e)
+}
+
+// ApplyTarget is Apply for a Target that this Scorer's AppendTargets
+// returned for ev.
+func (s *Scorer) ApplyTarget(dst []Contribution, st *PairState, ev events.Event, t Target) (float64, []Contribution) {
+	return s.apply(dst, st, ev, t.e)
+}
+
+func (s *Scorer) apply(dst []Contribution, st *PairState, ev events.Event, e *performerEntry) (float64, []Contribution) {
+	performerID := e.ID
 	if id := ev.Performer(); id != "" && id != performerID {
 		return 0, dst
 	}
