@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"errors"
 	"maps"
+	"math"
 	"slices"
 	"time"
 
@@ -554,27 +555,24 @@ func (p *Partition) Flush() Delta {
 		clear(p.dirtyRouted)
 	}
 	// A pair's mark is how many sessions were listed before it was, and
-	// marks only grow along the list.
-	var marks []uint32
-	if p.sessions.Listed() > 0 {
-		marks = make([]uint32, 0, len(p.pairs.dirty))
+	// marks only grow along the list: a session precedes the pairs whose
+	// mark is above its Seq.
+	changes := p.sessions.TakeDirty()
+	if len(changes) > 0 {
+		d.Sessions = make([]SessionEntry, len(changes))
+	}
+	next := 0 // the first session not yet placed
+	// place places the sessions listed before the upTo-th, before the next pair.
+	place := func(upTo int) {
+		for ; next < len(changes) && changes[next].Seq < upTo; next++ {
+			d.Sessions[next] = SessionEntry{Fan: changes[next].Fan, Session: changes[next].Session, Pairs: len(d.Pairs)}
+		}
 	}
 	p.pairs.takeDirty(func(k scoring.PairKey, st *scoring.PairState, mark uint32) {
+		place(int(mark))
 		d.Pairs = append(d.Pairs, PairEntry{Key: PairKey{Fan: k.Fan, Performer: p.interner.ID(k.Performer)}, State: *st})
-		if marks != nil {
-			marks = append(marks, mark)
-		}
 	})
-	if changes := p.sessions.TakeDirty(); len(changes) > 0 {
-		d.Sessions = make([]SessionEntry, len(changes))
-		before := 0
-		for i, c := range changes {
-			for before < len(marks) && int(marks[before]) <= c.Seq {
-				before++
-			}
-			d.Sessions[i] = SessionEntry{Fan: c.Fan, Session: c.Session, Pairs: before}
-		}
-	}
+	place(math.MaxInt)
 	for f := range p.dirtyFans {
 		d.Fans[f] = *p.fans[f]
 	}
