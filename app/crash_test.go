@@ -554,6 +554,39 @@ func (c *child) waitLog(msg string, n int, timeout time.Duration) error {
 	}
 }
 
+// waitSettled waits until the child's latest generation has loaded every
+// partition it was assigned, so that a test's next step does not race the
+// loads a rebalance has just begun.
+func (c *child) waitSettled(timeout time.Duration) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		assigned, loaded := -1, map[float64]bool{}
+		for _, r := range c.handovers {
+			switch r["msg"] {
+			case "generation started":
+				assigned = int(num(r, "partitions"))
+				clear(loaded)
+			case "partition loaded":
+				loaded[num(r, "partition")] = true
+			}
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		if assigned > 0 && len(loaded) >= assigned {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-c.done:
+			return fmt.Errorf("%s exited (%v) before loading its partitions\n%s", c.name, c.err, c.logTail())
+		case <-deadline.C:
+			return fmt.Errorf("%s loaded %d of the %d partitions of its latest generation within %s\n%s", c.name, len(loaded), assigned, timeout, c.logTail())
+		}
+	}
+}
+
 // kill SIGKILLs the child and reaps it.
 func (c *child) kill() error {
 	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {

@@ -80,6 +80,11 @@ func TestServeSIGTERMCheckpointsLeavesTheGroupAndDrainsDeliveries(t *testing.T) 
 	rig.env = consumingOnly
 	b := rig.start("b")
 	waitShared(t, []*child{a, b})
+	// a's last generation must have loaded its partitions before the
+	// SIGTERM, or there is no handover to follow.
+	if err := a.waitSettled(crashJoinTimeout); err != nil {
+		t.Fatal(err)
+	}
 	rig.checkpointed(a)
 	for range workers {
 		select {
