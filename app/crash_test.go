@@ -532,59 +532,68 @@ func (c *child) logTail() string {
 
 // waitLog waits until the child has logged msg n times.
 func (c *child) waitLog(msg string, n int, timeout time.Duration) error {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		c.mu.Lock()
-		got, changed := c.counts[msg], c.changed
-		c.mu.Unlock()
-		if got >= n {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-c.done:
-			if c.count(msg) >= n {
-				return nil
-			}
-			return fmt.Errorf("%s exited (%v) before logging %q %d times\n%s", c.name, c.err, msg, n, c.logTail())
-		case <-deadline.C:
-			return fmt.Errorf("%s did not log %q %d times within %s\n%s", c.name, msg, n, timeout, c.logTail())
-		}
-	}
+	return c.waitFor(timeout, func() (bool, string) {
+		got := c.counts[msg]
+		return got >= n, fmt.Sprintf("logged %q %d of %d times", msg, got, n)
+	})
 }
 
 // waitSettled waits until the child's latest generation has loaded every
 // partition it was assigned, so that a test's next step does not race the
 // loads a rebalance has just begun.
 func (c *child) waitSettled(timeout time.Duration) error {
+	return c.waitFor(timeout, func() (bool, string) {
+		gen, recs := lastGeneration(c.handovers)
+		loaded := map[float64]bool{}
+		for _, r := range recs {
+			if r["msg"] == "partition loaded" {
+				loaded[num(r, "partition")] = true
+			}
+		}
+		assigned := int(num(gen, "partitions"))
+		return assigned > 0 && len(loaded) >= assigned,
+			fmt.Sprintf("loaded %d of the %d partitions of its latest generation", len(loaded), assigned)
+	})
+}
+
+// waitFor waits, on the child's log signal, until cond holds. cond runs
+// under c.mu and says where the child stands, for the error.
+func (c *child) waitFor(timeout time.Duration, cond func() (bool, string)) error {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		c.mu.Lock()
-		assigned, loaded := -1, map[float64]bool{}
-		for _, r := range c.handovers {
-			switch r["msg"] {
-			case "generation started":
-				assigned = int(num(r, "partitions"))
-				clear(loaded)
-			case "partition loaded":
-				loaded[num(r, "partition")] = true
-			}
-		}
+		ok, state := cond()
 		changed := c.changed
 		c.mu.Unlock()
-		if assigned > 0 && len(loaded) >= assigned {
+		if ok {
 			return nil
 		}
 		select {
 		case <-changed:
 		case <-c.done:
-			return fmt.Errorf("%s exited (%v) before loading its partitions\n%s", c.name, c.err, c.logTail())
+			c.mu.Lock()
+			ok, state = cond() // lines may have landed as it exited
+			c.mu.Unlock()
+			if ok {
+				return nil
+			}
+			return fmt.Errorf("%s exited (%v) having %s\n%s", c.name, c.err, state, c.logTail())
 		case <-deadline.C:
-			return fmt.Errorf("%s loaded %d of the %d partitions of its latest generation within %s\n%s", c.name, len(loaded), assigned, timeout, c.logTail())
+			return fmt.Errorf("%s %s within %s\n%s", c.name, state, timeout, c.logTail())
 		}
 	}
+}
+
+// lastGeneration splits a child's handover records at its last
+// "generation started": that record (nil if none) and the records after it.
+func lastGeneration(recs []map[string]any) (map[string]any, []map[string]any) {
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i]["msg"] == "generation started" {
+			return recs[i], recs[i+1:]
+		}
+	}
+	return nil, recs
 }
 
 // kill SIGKILLs the child and reaps it.

@@ -204,14 +204,9 @@ func checkHandover(t *testing.T, a, b *child) {
 
 	// a's final generation: the loads after its last "generation started",
 	// and the release that ended each.
-	gen := -1
-	for i, r := range aRecs {
-		if r["msg"] == "generation started" {
-			gen = i
-		}
-	}
+	_, last := lastGeneration(aRecs)
 	loaded, released := map[int]map[string]any{}, map[int]map[string]any{}
-	for _, r := range aRecs[gen+1:] {
+	for _, r := range last {
 		p := int(num(r, "partition"))
 		switch r["msg"] {
 		case "partition loaded":
