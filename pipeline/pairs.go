@@ -1,21 +1,32 @@
 package pipeline
 
 import (
+	"encoding/binary"
+	"math/bits"
+	"math/rand/v2"
+
 	"github.com/crescendo-hq/crescendo/scoring"
 )
 
-// pageBits sizes the pages of pair states: 4096 states (112 KiB) a page, so
+// pageBits sizes the pages of pair entries: 4096 entries (192 KiB) a page, so
 // growing never copies the states and wastes at most one page.
 const pageBits = 12
 
-// pairTable holds a partition's pair states. The map gives a pair's slot in
-// paged storage, so an event reads, updates and marks its pair dirty with one
-// map lookup, where a map of states took three (read, write back, mark) and
-// each is a likely cache miss on a table of a hundred thousand pairs. The map
-// and the pages hold no pointers, so the garbage collector skips them.
+// pairTable holds a partition's pair states. An event's pair is found through
+// an open-addressing index of 8-byte entries and read beside its key in the
+// paged storage: two cache lines, where a Go map keyed by the 20-byte pair
+// took its control word, then its slot, then the state, each a likely miss
+// on a table of a hundred thousand pairs. Neither the index nor the pages
+// hold pointers, so the garbage collector skips them.
 type pairTable struct {
-	slots map[scoring.PairKey]uint32
-	pages [][]scoring.PairState
+	// index is a power-of-two array probed linearly from tag&mask. A tag is
+	// the pair's 32-bit hash, so the index grows without reading the pages;
+	// slot 0 means empty, other entries hold slot+1.
+	index []indexEntry
+	mask  uint32
+	n     int // pairs held
+	seed  [2]uint64
+	pages [][]pairEntry
 	// dirtyBits has a bit per slot, set while the slot is in dirty.
 	dirtyBits []uint64
 	dirty     []dirtyPair
@@ -23,26 +34,52 @@ type pairTable struct {
 	used      uint32   // slots handed out, free ones included
 }
 
+type indexEntry struct {
+	tag  uint32
+	slot uint32 // slot+1; 0 is an empty entry
+}
+
+type pairEntry struct {
+	key   scoring.PairKey
+	state scoring.PairState
+}
+
 type dirtyPair struct {
-	key  scoring.PairKey
 	slot uint32
 	mark uint32 // given by markDirty when the pair was listed
 }
 
+// minIndex is the index's size before its first growth.
+const minIndex = 1 << 10
+
 func newPairTable() pairTable {
-	return pairTable{slots: make(map[scoring.PairKey]uint32)}
+	return pairTable{index: make([]indexEntry, minIndex), mask: minIndex - 1,
+		seed: [2]uint64{rand.Uint64(), rand.Uint64()}}
+}
+
+// hash mixes the pair with the table's random seed (a multiply-fold, as in
+// wyhash): fan ids are random already, but a seed keeps a crafted id from
+// crowding one run of the index.
+func (t *pairTable) hash(k scoring.PairKey) uint32 {
+	a := binary.LittleEndian.Uint64(k.Fan[:8])
+	b := binary.LittleEndian.Uint64(k.Fan[8:])
+	hi, lo := bits.Mul64(a^t.seed[0], b^t.seed[1])
+	hi, lo = bits.Mul64(hi^lo, uint64(k.Performer)^t.seed[0]^0x9e3779b97f4a7c15)
+	return uint32(hi ^ lo)
 }
 
 // len returns the number of pairs.
-func (t *pairTable) len() int { return len(t.slots) }
+func (t *pairTable) len() int { return t.n }
 
-func (t *pairTable) at(slot uint32) *scoring.PairState {
+func (t *pairTable) entry(slot uint32) *pairEntry {
 	return &t.pages[slot>>pageBits][slot&(1<<pageBits-1)]
 }
 
+func (t *pairTable) at(slot uint32) *scoring.PairState { return &t.entry(slot).state }
+
 // get returns the pair's state, or nil when the pair has none.
 func (t *pairTable) get(k scoring.PairKey) *scoring.PairState {
-	slot, ok := t.slots[k]
+	slot, ok := t.lookup(k)
 	if !ok {
 		return nil
 	}
@@ -51,8 +88,16 @@ func (t *pairTable) get(k scoring.PairKey) *scoring.PairState {
 
 // lookup returns the pair's slot, and ok false when it has none yet.
 func (t *pairTable) lookup(k scoring.PairKey) (uint32, bool) {
-	slot, ok := t.slots[k]
-	return slot, ok
+	tag := t.hash(k)
+	for i := tag & t.mask; ; i = (i + 1) & t.mask {
+		e := t.index[i]
+		if e.slot == 0 {
+			return 0, false
+		}
+		if e.tag == tag && t.entry(e.slot-1).key == k {
+			return e.slot - 1, true
+		}
+	}
 }
 
 // add stores the state of a pair that has none and returns its slot.
@@ -64,24 +109,49 @@ func (t *pairTable) add(k scoring.PairKey, st scoring.PairState) uint32 {
 		slot = t.used
 		t.used++
 		if int(slot>>pageBits) == len(t.pages) {
-			t.pages = append(t.pages, make([]scoring.PairState, 1<<pageBits))
+			t.pages = append(t.pages, make([]pairEntry, 1<<pageBits))
 		}
 		if int(slot/64) == len(t.dirtyBits) {
 			t.dirtyBits = append(t.dirtyBits, 0)
 		}
 	}
-	*t.at(slot) = st
-	t.slots[k] = slot
+	*t.entry(slot) = pairEntry{key: k, state: st}
+	// At most half full, linear probing stays at one or two entries a lookup.
+	if 2*(t.n+1) > len(t.index) {
+		t.rebuild(2*len(t.index), nil)
+	}
+	t.insert(indexEntry{tag: t.hash(k), slot: slot + 1})
+	t.n++
 	return slot
+}
+
+func (t *pairTable) insert(e indexEntry) {
+	i := e.tag & t.mask
+	for t.index[i].slot != 0 {
+		i = (i + 1) & t.mask
+	}
+	t.index[i] = e
+}
+
+// rebuild moves the index to one of size entries, leaving out the slots keep
+// refuses (nil keeps all).
+func (t *pairTable) rebuild(size int, keep func(slot uint32) bool) {
+	old := t.index
+	t.index, t.mask = make([]indexEntry, size), uint32(size-1)
+	for _, e := range old {
+		if e.slot != 0 && (keep == nil || keep(e.slot-1)) {
+			t.insert(e)
+		}
+	}
 }
 
 // markDirty notes that the pair in slot changed since the last takeDirty.
 // A pair not yet listed is listed with mark, which takeDirty hands back.
-func (t *pairTable) markDirty(k scoring.PairKey, slot, mark uint32) {
+func (t *pairTable) markDirty(slot, mark uint32) {
 	w, bit := slot/64, uint64(1)<<(slot%64)
 	if t.dirtyBits[w]&bit == 0 {
 		t.dirtyBits[w] |= bit
-		t.dirty = append(t.dirty, dirtyPair{key: k, slot: slot, mark: mark})
+		t.dirty = append(t.dirty, dirtyPair{slot: slot, mark: mark})
 	}
 }
 
@@ -90,39 +160,50 @@ func (t *pairTable) markDirty(k scoring.PairKey, slot, mark uint32) {
 func (t *pairTable) takeDirty(f func(k scoring.PairKey, st *scoring.PairState, mark uint32)) {
 	for _, d := range t.dirty {
 		t.dirtyBits[d.slot/64] &^= uint64(1) << (d.slot % 64)
-		f(d.key, t.at(d.slot), d.mark)
+		e := t.entry(d.slot)
+		f(e.key, &e.state, d.mark)
 	}
 	t.dirty = t.dirty[:0]
 }
 
 // all calls f with every pair; f may change the state in place.
 func (t *pairTable) all(f func(k scoring.PairKey, st *scoring.PairState)) {
-	for k, slot := range t.slots {
-		f(k, t.at(slot))
+	for _, ie := range t.index {
+		if ie.slot != 0 {
+			e := t.entry(ie.slot - 1)
+			f(e.key, &e.state)
+		}
 	}
 }
 
-// forget drops the pairs of the given fans and returns how many it dropped.
+// forget drops the pairs gone reports and returns how many it dropped.
 func (t *pairTable) forget(gone func(k scoring.PairKey) bool) int {
-	n := 0
-	for k, slot := range t.slots {
-		if !gone(k) {
+	dropped := map[uint32]bool{}
+	for _, ie := range t.index {
+		if ie.slot == 0 {
 			continue
 		}
-		delete(t.slots, k)
-		t.dirtyBits[slot/64] &^= uint64(1) << (slot % 64)
-		*t.at(slot) = scoring.PairState{}
-		t.free = append(t.free, slot)
-		n++
-	}
-	if n > 0 {
-		kept := t.dirty[:0]
-		for _, d := range t.dirty {
-			if !gone(d.key) {
-				kept = append(kept, d)
-			}
+		slot := ie.slot - 1
+		if e := t.entry(slot); gone(e.key) {
+			dropped[slot] = true
+			t.dirtyBits[slot/64] &^= uint64(1) << (slot % 64)
+			*e = pairEntry{}
+			t.free = append(t.free, slot)
 		}
-		t.dirty = kept
 	}
-	return n
+	if len(dropped) == 0 {
+		return 0
+	}
+	// Linear probing cannot leave holes in a run: the index is rebuilt
+	// without the dropped slots (erasure is rare; it walks every pair anyway).
+	t.rebuild(len(t.index), func(slot uint32) bool { return !dropped[slot] })
+	t.n -= len(dropped)
+	kept := t.dirty[:0]
+	for _, d := range t.dirty {
+		if !dropped[d.slot] {
+			kept = append(kept, d)
+		}
+	}
+	t.dirty = kept
+	return len(dropped)
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/google/uuid"
@@ -29,10 +30,10 @@ func TestPairTable(t *testing.T) {
 	for i := range fans {
 		fans[i] = uuid.New()
 		k := scoring.PairKey{Fan: fans[i], Performer: scoring.PerformerRef(i % 7)}
-		tab.markDirty(k, tab.add(k, stateN(t, uint32(i))), 0)
+		tab.markDirty(tab.add(k, stateN(t, uint32(i))), 0)
 		if i%2 == 0 { // marked twice, reported once
 			slot, _ := tab.lookup(k)
-			tab.markDirty(k, slot, 0)
+			tab.markDirty(slot, 0)
 		}
 	}
 	seen := map[scoring.PairKey]bool{}
@@ -60,7 +61,7 @@ func TestPairTable(t *testing.T) {
 	for _, k := range []scoring.PairKey{k0, k1} {
 		slot, _ := tab.lookup(k)
 		*tab.at(slot) = stateN(t, 1_000_000)
-		tab.markDirty(k, slot, 0)
+		tab.markDirty(slot, 0)
 	}
 	if got := tab.forget(func(k scoring.PairKey) bool { return k.Fan == fans[0] || k.Fan == fans[2] }); got != 2 {
 		t.Fatalf("forget dropped %d pairs; want 2", got)
@@ -76,7 +77,7 @@ func TestPairTable(t *testing.T) {
 	used := tab.used
 	kNew := scoring.PairKey{Fan: uuid.New(), Performer: 3}
 	slot := tab.add(kNew, stateN(t, 7))
-	tab.markDirty(kNew, slot, 0) // a reused slot starts clean
+	tab.markDirty(slot, 0) // a reused slot starts clean
 	if tab.used != used {
 		t.Fatalf("add took a new slot (%d) while forgotten ones were free", slot)
 	}
@@ -95,4 +96,74 @@ func TestPairTable(t *testing.T) {
 	if count != n-1 {
 		t.Fatalf("all visited %d pairs; want %d", count, n-1)
 	}
+}
+
+// TestPairTableAgainstMap drives the table and a Go map with the same random
+// adds, updates and forgets, and checks they hold the same pairs throughout:
+// the index's probing, growth and rebuilds must lose or invent nothing.
+func TestPairTableAgainstMap(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	tab := newPairTable()
+	want := map[scoring.PairKey]uint32{}
+	fans := make([]uuid.UUID, 3000)
+	for i := range fans {
+		fans[i] = uuid.New()
+	}
+	check := func(step int) {
+		t.Helper()
+		if tab.len() != len(want) {
+			t.Fatalf("step %d: table holds %d pairs; want %d", step, tab.len(), len(want))
+		}
+		for k, n := range want {
+			if st := tab.get(k); st == nil || *st != stateN(t, n) {
+				t.Fatalf("step %d: pair %v holds %v; want state %d", step, k, st, n)
+			}
+		}
+		seen := 0
+		tab.all(func(k scoring.PairKey, st *scoring.PairState) {
+			if n, ok := want[k]; !ok || *st != stateN(t, n) {
+				t.Fatalf("step %d: all visited %v, which the table should not hold as it does", step, k)
+			}
+			seen++
+		})
+		if seen != len(want) {
+			t.Fatalf("step %d: all visited %d pairs; want %d", step, seen, len(want))
+		}
+	}
+	for step := range 20_000 {
+		k := scoring.PairKey{Fan: fans[r.IntN(len(fans))], Performer: scoring.PerformerRef(r.IntN(5))}
+		switch op := r.IntN(100); {
+		case op < 2: // erase a tenth of the fans
+			gone := map[uuid.UUID]bool{}
+			for range len(fans) / 10 {
+				gone[fans[r.IntN(len(fans))]] = true
+			}
+			dropped := 0
+			for k := range want {
+				if gone[k.Fan] {
+					delete(want, k)
+					dropped++
+				}
+			}
+			if got := tab.forget(func(k scoring.PairKey) bool { return gone[k.Fan] }); got != dropped {
+				t.Fatalf("step %d: forget dropped %d pairs; want %d", step, got, dropped)
+			}
+			check(step)
+		default:
+			n := uint32(step)
+			if slot, ok := tab.lookup(k); ok {
+				*tab.at(slot) = stateN(t, n)
+			} else {
+				if _, held := want[k]; held {
+					t.Fatalf("step %d: lookup missed held pair %v", step, k)
+				}
+				tab.add(k, stateN(t, n))
+			}
+			want[k] = n
+		}
+		if step%5000 == 0 {
+			check(step)
+		}
+	}
+	check(-1)
 }

@@ -377,7 +377,7 @@ func (p *Partition) apply(ev events.Event, routed bool) (Result, error) {
 		} else {
 			slot = p.pairs.add(k, st)
 		}
-		p.pairs.markDirty(k, slot, uint32(p.sessions.Listed()))
+		p.pairs.markDirty(slot, uint32(p.sessions.Listed()))
 		rules := p.cfg.Rules.ForPerformer(perf)
 		if len(rules) == 0 {
 			continue
