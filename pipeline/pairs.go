@@ -134,7 +134,7 @@ func (t *pairTable) insert(e indexEntry) {
 }
 
 // rebuild moves the index to one of size entries, leaving out the slots keep
-// refuses (nil keeps all).
+// refuses (nil keeps all); keep sees each held slot once.
 func (t *pairTable) rebuild(size int, keep func(slot uint32) bool) {
 	old := t.index
 	t.index, t.mask = make([]indexEntry, size), uint32(size-1)
@@ -178,32 +178,31 @@ func (t *pairTable) all(f func(k scoring.PairKey, st *scoring.PairState)) {
 
 // forget drops the pairs gone reports and returns how many it dropped.
 func (t *pairTable) forget(gone func(k scoring.PairKey) bool) int {
-	dropped := map[uint32]bool{}
-	for _, ie := range t.index {
-		if ie.slot == 0 {
-			continue
+	dropped := 0
+	// Linear probing cannot leave holes in a run, so the index is rebuilt
+	// without the dropped pairs in the same walk that finds them (erasure is
+	// rare, and it walks every pair anyway).
+	t.rebuild(len(t.index), func(slot uint32) bool {
+		e := t.entry(slot)
+		if !gone(e.key) {
+			return true
 		}
-		slot := ie.slot - 1
-		if e := t.entry(slot); gone(e.key) {
-			dropped[slot] = true
-			t.dirtyBits[slot/64] &^= uint64(1) << (slot % 64)
-			*e = pairEntry{}
-			t.free = append(t.free, slot)
+		t.dirtyBits[slot/64] &^= uint64(1) << (slot % 64)
+		*e = pairEntry{}
+		t.free = append(t.free, slot)
+		dropped++
+		return false
+	})
+	if dropped > 0 {
+		t.n -= dropped
+		// A dropped pair's dirty bit is clear; a listed pair's is set.
+		kept := t.dirty[:0]
+		for _, d := range t.dirty {
+			if t.dirtyBits[d.slot/64]&(uint64(1)<<(d.slot%64)) != 0 {
+				kept = append(kept, d)
+			}
 		}
+		t.dirty = kept
 	}
-	if len(dropped) == 0 {
-		return 0
-	}
-	// Linear probing cannot leave holes in a run: the index is rebuilt
-	// without the dropped slots (erasure is rare; it walks every pair anyway).
-	t.rebuild(len(t.index), func(slot uint32) bool { return !dropped[slot] })
-	t.n -= len(dropped)
-	kept := t.dirty[:0]
-	for _, d := range t.dirty {
-		if !dropped[d.slot] {
-			kept = append(kept, d)
-		}
-	}
-	t.dirty = kept
-	return len(dropped)
+	return dropped
 }
