@@ -145,10 +145,15 @@ func (t *pairTable) rebuild(size int, keep func(slot uint32) bool) {
 	}
 }
 
+// dirtyBit locates slot's bit in dirtyBits.
+func dirtyBit(slot uint32) (word uint32, bit uint64) {
+	return slot / 64, uint64(1) << (slot % 64)
+}
+
 // markDirty notes that the pair in slot changed since the last takeDirty.
 // A pair not yet listed is listed with mark, which takeDirty hands back.
 func (t *pairTable) markDirty(slot, mark uint32) {
-	w, bit := slot/64, uint64(1)<<(slot%64)
+	w, bit := dirtyBit(slot)
 	if t.dirtyBits[w]&bit == 0 {
 		t.dirtyBits[w] |= bit
 		t.dirty = append(t.dirty, dirtyPair{slot: slot, mark: mark})
@@ -159,7 +164,8 @@ func (t *pairTable) markDirty(slot, mark uint32) {
 // in the order they were listed, with the mark each was listed with.
 func (t *pairTable) takeDirty(f func(k scoring.PairKey, st *scoring.PairState, mark uint32)) {
 	for _, d := range t.dirty {
-		t.dirtyBits[d.slot/64] &^= uint64(1) << (d.slot % 64)
+		w, bit := dirtyBit(d.slot)
+		t.dirtyBits[w] &^= bit
 		e := t.entry(d.slot)
 		f(e.key, &e.state, d.mark)
 	}
@@ -187,7 +193,8 @@ func (t *pairTable) forget(gone func(k scoring.PairKey) bool) int {
 		if !gone(e.key) {
 			return true
 		}
-		t.dirtyBits[slot/64] &^= uint64(1) << (slot % 64)
+		w, bit := dirtyBit(slot)
+		t.dirtyBits[w] &^= bit
 		*e = pairEntry{}
 		t.free = append(t.free, slot)
 		dropped++
@@ -198,7 +205,7 @@ func (t *pairTable) forget(gone func(k scoring.PairKey) bool) int {
 		// A dropped pair's dirty bit is clear; a listed pair's is set.
 		kept := t.dirty[:0]
 		for _, d := range t.dirty {
-			if t.dirtyBits[d.slot/64]&(uint64(1)<<(d.slot%64)) != 0 {
+			if w, bit := dirtyBit(d.slot); t.dirtyBits[w]&bit != 0 {
 				kept = append(kept, d)
 			}
 		}
