@@ -30,15 +30,24 @@ type Account struct {
 	Fan uuid.UUID
 	// Scope is the signal kinds the consent covers; nil covers all.
 	Scope fans.Scope
-	// TimeZone (nil: UTC) and the home location are what rules judge a fan by.
-	TimeZone         *time.Location
-	HasHome          bool
-	HomeLat, HomeLon float64
+	// Locale is what rules judge a fan by; nil is UTC with no home. Only
+	// threshold crossings read it, so it sits behind a pointer that keeps
+	// the per-event lookup small.
+	Locale *Locale
 	// Home is the record key that places the fan's state: the partner user id
 	// of the account the fan was registered with. Events keyed by it land
 	// where the state lives; those of the fan's other accounts, at other
 	// partners, may land elsewhere and are routed there.
 	Home string
+}
+
+// Locale is a fan's time zone and home location.
+type Locale struct {
+	// TimeZone is the fan's zone; nil is UTC.
+	TimeZone *time.Location
+	// HasHome tells whether HomeLat and HomeLon are known.
+	HasHome          bool
+	HomeLat, HomeLon float64
 }
 
 // Directory answers who an event is about. Implementations keep the answers in
@@ -433,14 +442,16 @@ func (p *Partition) ref(scorer *scoring.Scorer, tg scoring.Target) scoring.Perfo
 // crossing describes the fan and the moment to the rules; the index is filled per pair.
 func (p *Partition) crossing(ev events.Event, acct Account, sess sessions.Session, live bool) *offers.Crossing {
 	c := &offers.Crossing{
-		Fan: offers.Fan{ID: acct.Fan, TimeZone: acct.TimeZone, HasHome: acct.HasHome,
-			HomeLat: acct.HomeLat, HomeLon: acct.HomeLon, FriendCount: -1},
+		Fan:         offers.Fan{ID: acct.Fan, FriendCount: -1},
 		SessionLive: live,
 		EventID:     ev.Source + "/" + ev.ID,
 		EventType:   string(ev.Type),
 		EventTime:   ev.Time,
 		Now:         ev.Time,
 		IssueAt:     p.cfg.Clock(), // only stamps offers: read it only where rules apply
+	}
+	if l := acct.Locale; l != nil {
+		c.Fan.TimeZone, c.Fan.HasHome, c.Fan.HomeLat, c.Fan.HomeLon = l.TimeZone, l.HasHome, l.HomeLat, l.HomeLon
 	}
 	if fs := p.fans[acct.Fan]; fs != nil {
 		if n, ok := fs.FriendCount(); ok {

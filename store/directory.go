@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,25 +35,13 @@ func (s *directorySnapshot) key(partner, user string) accountKey {
 	return k
 }
 
-type account struct {
-	fan   uuid.UUID
-	scope fans.Scope
-	// home is the fan's home key when it is not this account's user id
-	// (accounts linked after the first): most accounts carry no string.
-	home string
-	// What rules judge a fan by; zones are shared, one *Location each.
-	tz               *time.Location
-	hasHome          bool
-	homeLat, homeLon float64
-}
-
 type directorySnapshot struct {
 	partners map[string]struct{}
 	// accounts is keyed by a 128-bit seeded hash of (partner, user id): the
-	// key sits in the map's slot, so a lookup costs no chase to string bytes
-	// elsewhere in memory. With per-process random seeds a collision is out
-	// of reach even for someone choosing user ids.
-	accounts map[accountKey]account
+	// key sits in the table's slot, so a lookup costs no chase to string
+	// bytes elsewhere in memory. With per-process random seeds a collision
+	// is out of reach even for someone choosing user ids.
+	accounts accountTable
 	seeds    [2]maphash.Seed
 	erased   map[uuid.UUID]struct{}
 	// erasedVersion changes only when the erased set does, so partition owners
@@ -87,7 +76,7 @@ func (s *Store) NewDirectory(ctx context.Context) (*Directory, error) {
 func (d *Directory) Refresh(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	snap := &directorySnapshot{partners: map[string]struct{}{}, accounts: map[accountKey]account{}, erased: map[uuid.UUID]struct{}{},
+	snap := &directorySnapshot{partners: map[string]struct{}{}, erased: map[uuid.UUID]struct{}{},
 		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
 	rows, err := d.store.pool.Query(ctx, `SELECT id FROM partners`)
 	if err != nil {
@@ -110,9 +99,12 @@ func (d *Directory) Refresh(ctx context.Context) error {
 	var fan uuid.UUID
 	var scope []string
 	var lat, lon *float64
+	var accounts []accountSlot
 	zones := map[string]*time.Location{}
+	// Consents come in a handful of scopes: accounts share one copy of each.
+	scopes := map[string]*fans.Scope{}
 	if _, err := pgx.ForEachRow(rows, []any{&partner, &user, &fan, &scope, &home, &tz, &lat, &lon}, func() error {
-		a := account{fan: fan}
+		a := accountSlot{key: snap.key(partner, user), fan: fan}
 		if home != user {
 			a.home = home
 		}
@@ -124,21 +116,29 @@ func (d *Directory) Refresh(ctx context.Context) error {
 			}
 			zones[tz] = loc
 		}
-		a.tz = loc
-		if lat != nil && lon != nil {
-			a.hasHome, a.homeLat, a.homeLon = true, *lat, *lon
-		}
-		if scope != nil {
-			a.scope = make(fans.Scope, len(scope))
-			for i, t := range scope {
-				a.scope[i] = events.Type(t)
+		if loc != time.UTC || (lat != nil && lon != nil) {
+			a.locale = &pipeline.Locale{TimeZone: loc}
+			if lat != nil && lon != nil {
+				a.locale.HasHome, a.locale.HomeLat, a.locale.HomeLon = true, *lat, *lon
 			}
 		}
-		snap.accounts[snap.key(partner, user)] = a
+		if scope != nil {
+			k := strings.Join(scope, "\x00")
+			if a.scope = scopes[k]; a.scope == nil {
+				sc := make(fans.Scope, len(scope))
+				for i, t := range scope {
+					sc[i] = events.Type(t)
+				}
+				a.scope = &sc
+				scopes[k] = a.scope
+			}
+		}
+		accounts = append(accounts, a)
 		return nil
 	}); err != nil {
 		return fmt.Errorf("reading linked accounts: %w", err)
 	}
+	snap.accounts = newAccountTable(accounts)
 	if snap.erased, err = d.store.erasedFans(ctx); err != nil {
 		return err
 	}
@@ -248,9 +248,15 @@ func (d *Directory) KnownPartner(id string) bool {
 // consent and the fan's home key.
 func (d *Directory) Account(partner, userID string) (pipeline.Account, bool) {
 	snap := d.snap.Load()
-	a, ok := snap.accounts[snap.key(partner, userID)]
-	return pipeline.Account{Fan: a.fan, Scope: a.scope, Home: cmp.Or(a.home, userID),
-		TimeZone: a.tz, HasHome: a.hasHome, HomeLat: a.homeLat, HomeLon: a.homeLon}, ok
+	a, ok := snap.accounts.get(snap.key(partner, userID))
+	if !ok {
+		return pipeline.Account{}, false
+	}
+	acct := pipeline.Account{Fan: a.fan, Home: cmp.Or(a.home, userID), Locale: a.locale}
+	if a.scope != nil {
+		acct.Scope = *a.scope
+	}
+	return acct, true
 }
 
 // HashKey returns the stored form of an API key.
