@@ -22,7 +22,7 @@ type Session struct {
 // concurrent use: a partition has one owner at a time.
 type Tracker struct {
 	gap      int64 // nanoseconds
-	sessions map[uuid.UUID]entry
+	sessions table
 	// dirty lists the sessions changed since TakeDirty, with their latest
 	// times, so that TakeDirty reads no map: looking each fan up again cost
 	// a checkpoint a likely cache miss per fan. An entry is listed while its
@@ -31,7 +31,7 @@ type Tracker struct {
 	gen   uint32
 }
 
-// entry keeps the times as Unix nanoseconds inside the map slot: a lookup
+// entry keeps the times as Unix nanoseconds inside the table's slot: a lookup
 // then reads no memory beyond the slot, where a pointer to a heap entry cost
 // the event path a cache miss per listen. Event times are after 1970 and
 // at most minutes ahead of now, so they fit.
@@ -61,18 +61,17 @@ func NewTracker(gap time.Duration) *Tracker {
 	if gap <= 0 {
 		gap = DefaultGap
 	}
-	return &Tracker{gap: int64(gap), sessions: make(map[uuid.UUID]entry), gen: 1}
+	return &Tracker{gap: int64(gap), sessions: newTable(), gen: 1}
 }
 
 // Load puts a session read from durable storage; it is not marked dirty
 // (unless it already was).
 func (t *Tracker) Load(fan uuid.UUID, s Session) {
-	e := t.sessions[fan]
+	e, _ := t.sessions.put(fan)
 	e.start, e.last = s.Start.UnixNano(), s.Last.UnixNano()
 	if e.gen == t.gen {
 		t.dirty[e.idx].start, t.dirty[e.idx].last = e.start, e.last
 	}
-	t.sessions[fan] = e
 }
 
 // Listen records a listen at time at and reports whether it started a new session.
@@ -80,10 +79,10 @@ func (t *Tracker) Load(fan uuid.UUID, s Session) {
 // the session backwards only when it falls within the gap.
 func (t *Tracker) Listen(fan uuid.UUID, at time.Time) (s Session, started bool) {
 	n := at.UnixNano()
-	e, ok := t.sessions[fan]
+	e, ok := t.sessions.put(fan)
 	switch {
 	case !ok:
-		e = entry{start: n, last: n}
+		e.start, e.last = n, n
 		started = true
 	case n > e.last:
 		if n-e.last > t.gap {
@@ -100,7 +99,6 @@ func (t *Tracker) Listen(fan uuid.UUID, at time.Time) (s Session, started bool) 
 		t.dirty = append(t.dirty, dirtySession{fan: fan})
 	}
 	t.dirty[e.idx].start, t.dirty[e.idx].last = e.start, e.last
-	t.sessions[fan] = e
 	return e.session(), started
 }
 
@@ -113,8 +111,8 @@ func (t *Tracker) Live(fan uuid.UUID, at time.Time) bool {
 // Status returns the fan's session, if any, and whether it is live at time
 // at, in one lookup.
 func (t *Tracker) Status(fan uuid.UUID, at time.Time) (s Session, live bool) {
-	e, ok := t.sessions[fan]
-	if !ok {
+	e := t.sessions.get(fan)
+	if e == nil {
 		return Session{}, false
 	}
 	return e.session(), e.liveAt(at.UnixNano(), t.gap)
@@ -127,8 +125,8 @@ func (t *Tracker) LiveAt(s Session, at time.Time) bool {
 
 // Get returns the fan's session, if any.
 func (t *Tracker) Get(fan uuid.UUID) (Session, bool) {
-	e, ok := t.sessions[fan]
-	if !ok {
+	e := t.sessions.get(fan)
+	if e == nil {
 		return Session{}, false
 	}
 	return e.session(), true
@@ -162,9 +160,8 @@ func (t *Tracker) TakeDirty() []Change {
 	if t.gen++; t.gen == 0 {
 		// After 2^32 checkpoints an entry unchanged since the first would
 		// look listed again: unlist them all once.
-		for f, e := range t.sessions {
+		for _, e := range t.sessions.all() {
 			e.gen = 0
-			t.sessions[f] = e
 		}
 		t.gen = 1
 	}
@@ -173,8 +170,8 @@ func (t *Tracker) TakeDirty() []Change {
 
 // Snapshot returns a copy of every session.
 func (t *Tracker) Snapshot() map[uuid.UUID]Session {
-	out := make(map[uuid.UUID]Session, len(t.sessions))
-	for f, e := range t.sessions {
+	out := make(map[uuid.UUID]Session, t.sessions.len())
+	for f, e := range t.sessions.all() {
 		out[f] = e.session()
 	}
 	return out
@@ -184,11 +181,11 @@ func (t *Tracker) Snapshot() map[uuid.UUID]Session {
 func (t *Tracker) Forget(fans map[uuid.UUID]struct{}) int {
 	n := 0
 	for f := range fans {
-		if e, ok := t.sessions[f]; ok {
+		if e := t.sessions.get(f); e != nil {
 			if e.gen == t.gen {
 				t.dirty[e.idx].gone = true
 			}
-			delete(t.sessions, f)
+			t.sessions.remove(f)
 			n++
 		}
 	}
