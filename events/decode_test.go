@@ -578,3 +578,40 @@ func TestEncodeShape(t *testing.T) {
 		t.Errorf("Encode =\n%s\nwant\n%s", b, want)
 	}
 }
+
+// The decoder reads its clock only for events later than the last allowance
+// it computed, and the answers are those of a fresh reading: as the clock
+// moves on, an event once too far ahead is accepted, and nothing past the
+// allowance, however far (even past where nanoseconds overflow), gets in.
+func TestFutureAllowanceFollowsTheClock(t *testing.T) {
+	var (
+		clock = now
+		reads int
+	)
+	d := newDecoder(t, events.DecoderConfig{Clock: func() time.Time { reads++; return clock }})
+	decode := func(at string) error {
+		t.Helper()
+		_, err := d.Decode(structured(t, events.TypeListen, func(m map[string]any) { m["time"] = at }), nil)
+		return err
+	}
+	if err := decode("2025-06-01T12:04:00Z"); err != nil {
+		t.Fatalf("4m ahead: %v", err)
+	}
+	before := reads
+	for _, at := range []string{"2025-06-01T11:00:00Z", "2025-06-01T12:04:59Z", "2020-01-01T00:00:00Z"} {
+		if err := decode(at); err != nil {
+			t.Fatalf("%s, inside the allowance: %v", at, err)
+		}
+	}
+	if reads != before {
+		t.Errorf("events inside the allowance read the clock %d times, want none", reads-before)
+	}
+	for _, at := range []string{"2025-06-01T12:06:00Z", "3000-01-01T00:00:00Z", "9999-12-31T23:59:59Z"} {
+		wantRejection(t, decode(at), events.ReasonFutureDated, "ahead")
+	}
+	clock = now.Add(2 * time.Minute)
+	if err := decode("2025-06-01T12:06:00Z"); err != nil {
+		t.Errorf("6m past the first reading, 4m past the clock now: %v", err)
+	}
+	wantRejection(t, decode("2025-06-01T12:07:01Z"), events.ReasonFutureDated, "ahead")
+}
