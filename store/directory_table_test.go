@@ -15,7 +15,8 @@ func TestAccountSlotFillsOneCacheLine(t *testing.T) {
 }
 
 // The table answers as a map of the same accounts does, for keys present and
-// absent, with runs of colliding keys and repeated keys (the last wins).
+// absent, with runs of colliding keys, a run that wraps around the end, and
+// repeated keys (the last wins).
 func TestAccountTableAnswersAsAMap(t *testing.T) {
 	for _, n := range []int{0, 1, 7, 8, 1000, 50_000} {
 		rng := rand.New(rand.NewPCG(uint64(n), 1))
@@ -24,8 +25,10 @@ func TestAccountTableAnswersAsAMap(t *testing.T) {
 		for i := range n {
 			k := accountKey{rng.Uint64(), rng.Uint64()}
 			switch i % 10 {
-			case 0: // same low bits as another key: shares its probe run
-				k[0] = k[0]&^0xffff | 0x1234
+			case 0: // same high bits as another key: shares its probe run
+				k[0] = k[0]&0xffff | 0x1234<<48
+			case 2: // the last slot's run, which wraps to the first
+				k[0] = ^uint64(0) - uint64(i)
 			case 1: // the same key again, linked to another fan
 				if len(accounts) > 0 {
 					k = accounts[rng.IntN(len(accounts))].key
@@ -36,8 +39,8 @@ func TestAccountTableAnswersAsAMap(t *testing.T) {
 			want[k] = a.fan
 		}
 		table := newAccountTable(accounts)
-		if len(table.slots) < 2*len(want) {
-			t.Errorf("%d accounts: %d slots, want at least twice as many", n, len(table.slots))
+		if want := max(8, 2*len(accounts)); len(table.slots) != want {
+			t.Errorf("%d accounts: %d slots, want %d", n, len(table.slots), want)
 		}
 		for k, fan := range want {
 			if got, ok := table.get(k); !ok || got.fan != fan {
