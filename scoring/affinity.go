@@ -47,56 +47,67 @@ type phrase struct {
 	perfs []int32 // kindName: the performers this name belongs to
 }
 
-// phraseSet finds phrases in token sequences. Keyed by first word, each list
-// longest first, so that the longest phrase starting at a word wins ("no
-// longer" over "no").
-type phraseSet map[string][]*phrase
+// phraseSet finds phrases in token sequences. It is a trie of words, so a
+// match costs one lookup per word it reads however many phrases share their
+// first words: a list per first word cost a post that says "the" a look at
+// every name that starts with it, as many band names do. The longest phrase
+// starting at a word wins ("no longer" over "no").
+type phraseSet struct {
+	root phraseNode
+}
+
+type phraseNode struct {
+	phrase *phrase // the phrase that ends here, if any
+	next   map[string]*phraseNode
+}
 
 // add puts p in the set; a phrase with the same words as one already there
 // is merged into it (names shared by performers) or, for vocabulary, ignored.
-func (ps phraseSet) add(p *phrase) *phrase {
+func (ps *phraseSet) add(p *phrase) *phrase {
 	if len(p.words) == 0 {
 		return nil
 	}
-	list := ps[p.words[0]]
-	for _, q := range list {
-		if slices.Equal(q.words, p.words) {
-			if q.kind == kindName && p.kind == kindName {
-				for _, id := range p.perfs {
-					if !slices.Contains(q.perfs, id) {
-						q.perfs = append(q.perfs, id)
-					}
-				}
+	n := &ps.root
+	for _, w := range p.words {
+		c := n.next[w]
+		if c == nil {
+			if n.next == nil {
+				n.next = map[string]*phraseNode{}
 			}
-			return q
+			c = &phraseNode{}
+			n.next[w] = c
+		}
+		n = c
+	}
+	q := n.phrase
+	if q == nil {
+		n.phrase = p
+		return p
+	}
+	if q.kind == kindName && p.kind == kindName {
+		for _, id := range p.perfs {
+			if !slices.Contains(q.perfs, id) {
+				q.perfs = append(q.perfs, id)
+			}
 		}
 	}
-	list = append(list, p)
-	slices.SortStableFunc(list, func(a, b *phrase) int { return len(b.words) - len(a.words) })
-	ps[p.words[0]] = list
-	return p
+	return q
 }
 
 // match returns the longest phrase that starts at token i, or nil. Tokens
 // marked in blocked cannot be part of it.
-func (ps phraseSet) match(s *scratch, i int, blocked []bool) *phrase {
-	list := ps[string(s.word(i))]
-next:
-	for _, p := range list {
-		if i+len(p.words) > len(s.toks) {
-			continue
+func (ps *phraseSet) match(s *scratch, i int, blocked []bool) *phrase {
+	var longest *phrase
+	n := &ps.root
+	for j := i; j < len(s.toks) && (blocked == nil || !blocked[j]); j++ {
+		if n = n.next[string(s.word(j))]; n == nil {
+			break
 		}
-		for k, w := range p.words {
-			if blocked != nil && blocked[i+k] {
-				continue next
-			}
-			if k > 0 && string(s.word(i+k)) != w {
-				continue next
-			}
+		if n.phrase != nil {
+			longest = n.phrase
 		}
-		return p
 	}
-	return nil
+	return longest
 }
 
 // lexicon is a profile's compiled vocabulary.

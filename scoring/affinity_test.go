@@ -197,3 +197,60 @@ func TestFoldIsCaseInvariant(t *testing.T) {
 		}
 	}
 }
+
+// The longest name starting at a word wins among many that share their first
+// words, a blocked word ends what can match, and a name given for two
+// performers is one phrase for both.
+func TestPhraseSetLongestMatch(t *testing.T) {
+	var set phraseSet
+	add := func(name string, perf int32) {
+		var s scratch
+		tokenize(&s, name, nil)
+		words := make([]string, len(s.toks))
+		for i := range s.toks {
+			words[i] = string(s.word(i))
+		}
+		set.add(&phrase{words: words, text: strings.Join(words, " "), kind: kindName, perfs: []int32{perf}})
+	}
+	for i := range 500 {
+		add("The Band "+strings.Repeat("x", i+1), int32(100+i))
+	}
+	add("The Lane", 1)
+	add("The Lane Sisters", 2)
+	add("the lane", 3) // the same name for another performer
+	cases := []struct {
+		text    string
+		start   int
+		blocked []int
+		want    string
+		perfs   []int32
+	}{
+		{text: "the lane sisters live", want: "the lane sisters", perfs: []int32{2}},
+		{text: "THE LANE tonight", want: "the lane", perfs: []int32{1, 3}},
+		{text: "the lane", want: "the lane", perfs: []int32{1, 3}},
+		{text: "the band xxx rocks", want: "the band xxx", perfs: []int32{102}},
+		{text: "the band", want: ""},
+		{text: "see the lane sisters", start: 1, want: "the lane sisters", perfs: []int32{2}},
+		{text: "the lane sisters", blocked: []int{2}, want: "the lane", perfs: []int32{1, 3}},
+		{text: "the lane sisters", blocked: []int{0}, want: ""},
+		{text: "lane sisters", want: ""},
+	}
+	for _, c := range cases {
+		var s scratch
+		tokenize(&s, c.text, nil)
+		var blocked []bool
+		if c.blocked != nil {
+			blocked = make([]bool, len(s.toks))
+			for _, b := range c.blocked {
+				blocked[b] = true
+			}
+		}
+		got := set.match(&s, c.start, blocked)
+		switch {
+		case c.want == "" && got != nil:
+			t.Errorf("%q at %d: matched %q, want nothing", c.text, c.start, got.text)
+		case c.want != "" && (got == nil || got.text != c.want || !slices.Equal(got.perfs, c.perfs)):
+			t.Errorf("%q at %d: matched %v, want %q for %v", c.text, c.start, got, c.want, c.perfs)
+		}
+	}
+}
